@@ -36,6 +36,7 @@ pub mod body;
 pub mod decode;
 pub mod encode;
 pub mod framing;
+pub mod sasl;
 pub mod types;
 
 pub use decode::DecodeError;

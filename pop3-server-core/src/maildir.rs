@@ -1,0 +1,1 @@
+//! Maildir storage (in progress).

@@ -1,0 +1,1 @@
+//! Dovecot-style passwd-file authentication (in progress).
