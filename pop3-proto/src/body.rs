@@ -80,6 +80,8 @@ pub struct DotUnstuffer {
     line_limit: Option<usize>,
     /// Octets of the current line so far (only tracked with a limit).
     line_len: usize,
+    /// The last body octet was a CR, so an LF at the start of the next data ends a line.
+    prev_cr: bool,
 }
 
 impl Default for DotUnstuffer {
@@ -96,6 +98,7 @@ impl DotUnstuffer {
             finder: finder(),
             line_limit: None,
             line_len: 0,
+            prev_cr: false,
         }
     }
 
@@ -112,6 +115,7 @@ impl DotUnstuffer {
     pub fn reset(&mut self) {
         self.state = DecState::LineStart;
         self.line_len = 0;
+        self.prev_cr = false;
     }
 
     /// Whether the terminator has been seen.
@@ -138,6 +142,15 @@ impl DotUnstuffer {
     fn check_limit(&mut self, limit: usize, data: &[u8]) -> Result<(), BodyLineTooLong> {
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', data) {
+            // Only CRLF ends a line: a bare LF is data, as everywhere in the body.
+            let after_cr = if nl > 0 {
+                data[nl - 1] == b'\r'
+            } else {
+                self.prev_cr
+            };
+            if !after_cr {
+                continue;
+            }
             if self.line_len + nl + 1 - start > limit {
                 self.state = DecState::Failed;
                 return Err(BodyLineTooLong { limit });
@@ -146,6 +159,9 @@ impl DotUnstuffer {
             start = nl + 1;
         }
         self.line_len += data.len() - start;
+        if let Some(&last) = data.last() {
+            self.prev_cr = last == b'\r';
+        }
         // A stuffed dot was consumed after this data: it belongs to the next line's count,
         // which does not include stuffing. Nothing to add.
         if self.line_len > limit {

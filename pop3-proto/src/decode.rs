@@ -25,7 +25,7 @@ use crate::types::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The input holds no complete line.
+    /// The input holds no complete line (what callers map `nom::Err::Incomplete` to).
     #[error("incomplete line")]
     Incomplete,
     /// The line does not have the form this parser expects.

@@ -214,7 +214,8 @@ impl UidListing {
     }
 }
 
-/// Writes `content` as one line of a multi-line response, dot-stuffed (RFC 1939 §3).
+/// Writes `content` as one line of a multi-line response, dot-stuffed (RFC 1939 §3). The
+/// content must hold no CR or LF: pass the octets of a validated value.
 pub fn encode_listing_line(content: &[u8], out: &mut Vec<u8>) {
     if content.first() == Some(&b'.') {
         out.push(b'.');

@@ -468,8 +468,9 @@ impl Command {
 
     /// Whether a successful reply to this command is multi-line (RFC 1939, 2449, 6856).
     ///
-    /// `Unknown` commands are taken to be single-line: a client that sends an extension with a
-    /// multi-line reply must say so itself.
+    /// `AUTH` without a mechanism is answered with the list of mechanisms, one per line, as
+    /// servers do for that older form. `Unknown` commands are taken to be single-line: a
+    /// client that sends an extension with a multi-line reply must say so itself.
     pub fn expects_multiline(&self) -> bool {
         matches!(
             self,
@@ -479,6 +480,7 @@ impl Command {
                 | Command::Top { .. }
                 | Command::Capa
                 | Command::Lang(None)
+                | Command::Auth(None)
         )
     }
 }
