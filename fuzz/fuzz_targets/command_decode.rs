@@ -1,0 +1,8 @@
+//! Fuzz target `command_decode`: see `logic::command_decode` in fuzz/src/logic.rs.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../src/logic.rs"]
+mod logic;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| logic::command_decode(data));
