@@ -11,6 +11,10 @@
 //!   `Vec<u8>`.
 //! - [`framing`]: the line framer with per-kind limits.
 //! - [`body`]: dot-stuffing and dot-unstuffing that never hold a whole body.
+//! - [`client`], [`server`]: the state machines. Bytes and `now` in; bytes, events and the
+//!   next deadline out. Each module's docs drive its machine by hand over in-memory bytes.
+//! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2 and OAUTHBEARER as step
+//!   exchanges, both sides, and the APOP digest.
 //!
 //! ```
 //! use pop3_proto::{decode, Command, Encode, MsgNum};
@@ -33,10 +37,12 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod client;
 pub mod decode;
 pub mod encode;
 pub mod framing;
 pub mod sasl;
+pub mod server;
 pub mod types;
 
 pub use decode::DecodeError;
