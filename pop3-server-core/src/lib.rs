@@ -3,8 +3,42 @@
 //! Server policy on top of `pop3-proto`: the maildrop snapshot, deletion marks applied only on
 //! QUIT, locking, authentication policy and limits, and the storage and authentication
 //! backends (Maildir, in-memory, Dovecot-style passwd-file) that embedders can replace.
+//!
+//! - [`backend`]: the traits an embedder implements ([`backend::Authenticator`],
+//!   [`backend::MailStore`]).
+//! - [`session`]: one connection's session, which adapters drive.
+//! - [`maildir`], [`passwd`], [`memory`]: the shipped backends.
+//!
+//! ```
+//! use std::time::Instant;
+//! use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
+//! use pop3_server_core::session::{Backend, Connection, Policy, Session};
+//!
+//! let store = MemoryStore::new();
+//! store.add_message("alice", "m1", b"Subject: hi\r\n\r\nHello\r\n");
+//! let auth = MemoryAuthenticator::new().with_user("alice", "secret");
+//! let mut policy = Policy::default();
+//! policy.plaintext_auth = true; // this example has no TLS
+//! let backend = Backend::new(auth, store, policy);
+//!
+//! let now = Instant::now();
+//! let mut session = Session::new(backend, &Connection::plain(false), now);
+//! session.handle_input(b"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n", now);
+//! let mut out = Vec::new();
+//! // Any executor will do; the futures are runtime-agnostic.
+//! pop3_server_core::block_on(session.process(now));
+//! session.poll_transmit(now, &mut out);
+//! assert!(String::from_utf8_lossy(&out).contains("+OK 1 22\r\n"));
+//! assert!(session.is_closed());
+//! ```
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
+mod executor;
 pub mod maildir;
+pub mod memory;
 pub mod passwd;
+pub mod session;
+
+pub use executor::block_on;

@@ -1,1 +1,0 @@
-//! Maildir storage (in progress).

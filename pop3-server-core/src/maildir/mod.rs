@@ -1,0 +1,649 @@
+//! The Maildir mail store: `ROOT/USER/{cur,new,tmp}`, shared with Dovecot, Courier and mutt.
+//!
+//! A synchronous API over `std::fs`:
+//! [`MaildirStore::open`] validates the user name, locks the user's maildir and takes the
+//! snapshot that is the POP3 maildrop for the session; [`MaildirDrop`] lists it, streams
+//! messages with CRLF line ends, and [`MaildirDrop::commit`] removes the messages marked
+//! deleted (the UPDATE state).
+//!
+//! # Layout and compatibility
+//!
+//! The maildir of user `u` is `ROOT/u`, with the standard `tmp/`, `new/` and `cur/`. A user
+//! directory that does not exist is [`MaildirError::NoMailbox`] unless
+//! [`MaildirStore::create_missing`] is set: the store does not decide which users exist
+//! (the authenticator does), and creating directories for names that merely passed
+//! authentication would leave clutter for every misconfigured name. A missing `tmp/`, `new/`
+//! or `cur/` inside an existing user directory is created (mode 0700), as other Maildir
+//! software does. These three must be real directories, not symbolic links, and message files
+//! must be regular files: symbolic links there are ignored, since a user who can write their
+//! maildir could otherwise make a server running as root read any file.
+//!
+//! Messages are only read and, at commit, unlinked: nothing is moved or renamed, so flags,
+//! `new/` versus `cur/`, and the index files of Dovecot or Courier are left alone. The store
+//! keeps two dot-files in the user's maildir, which Maildir readers skip: `.pop3d-lock` (see
+//! below) and `.pop3d-sizes`, the size cache.
+//!
+//! # Snapshot and order
+//!
+//! The snapshot is every regular file in `new/` and `cur/` whose name does not start with a
+//! dot, read once at open: messages delivered later are not part of it and appear in the next
+//! session. `new/` is listed before `cur/` so that a message moved from one to the other while
+//! the listing runs is seen at least once; a unique name seen twice is one message. Messages
+//! are ordered by unique name, comparing runs of digits as numbers: names begin with the
+//! delivery time in seconds (then, for Dovecot and Courier, `.M` and the microseconds), so
+//! this is delivery order.
+//!
+//! # Unique ids
+//!
+//! The UIDL of a message is its unique name: the file name before the first `:` (which starts
+//! the `:2,FLAGS` part). It does not change when another client changes flags or moves the
+//! file from `new/` to `cur/`, and it is the same in every session. A unique name that is not
+//! a legal POP3 unique-id (more than 70 octets, or octets outside 0x21..=0x7E) is replaced by
+//! the first 16 octets of its SHA-256, in 32 lower-case hex digits: equally stable.
+//!
+//! # Sizes
+//!
+//! [`MessageInfo::size`] is the number of octets [`MaildirDrop::open_message`] yields: every
+//! line end counted as CRLF (RFC 1939 §11). It is found, in this order:
+//!
+//! 1. Dovecot's `W=` field in the unique name (`…,S=1234,W=1260:2,S`), which is exactly this
+//!    size, unless an `S=` field disagrees with the file's length (the file was changed) or
+//!    the value is impossible (below the length or above twice it).
+//! 2. The size cache, `.pop3d-sizes`: an entry counts only if the file still has the length
+//!    it had when the entry was made. This length is what `S=` (Dovecot, Courier) records;
+//!    `S=` alone says nothing about line ends, so a file without `W=` is read once, and its
+//!    size is then found here in later sessions.
+//! 3. Reading the file and counting its bare LFs; the result goes into the cache, which is
+//!    rewritten atomically (written under another name, synced, renamed) when it changed.
+//!
+//! Maildir files are never rewritten in place, so name and length identify the content; a
+//! file edited in place to the same length would keep its cached size.
+//!
+//! # Locking
+//!
+//! [`MaildirStore::open`] takes an exclusive `flock`-style lock
+//! ([`File::try_lock`]) on `.pop3d-lock` in the user's maildir, and fails with
+//! [`MaildirError::InUse`] if another session holds it, in this process or another. The lock
+//! belongs to the [`MaildirDrop`] and is released when it is dropped or committed, whatever
+//! ends the session. A busy lock is tried again for a short while
+//! ([`MaildirStore::lock_wait`], 100 ms by default) before `InUse`: when the process spawns
+//! a program, the child holds a copy of every descriptor, and so every lock, until it
+//! executes the program, so a lock can outlive its session by a moment. The lock file itself is never removed (removing it would let a waiting
+//! session lock a file nobody else sees). Other software does not take this lock; it does not
+//! need to, since the store never changes a file another program could be changing.
+//!
+//! # Commit
+//!
+//! [`MaildirDrop::commit`] unlinks the marked messages one by one. Each unlink is atomic, so a
+//! crash half-way leaves every message not yet unlinked complete and in place. A failure does
+//! not stop the commit: the other marked messages are still removed and every failure is
+//! reported in [`CommitError`]. Unmarked messages are never touched. A marked message that no
+//! longer exists (another client removed it) counts as removed. Afterwards the directories
+//! that lost entries are synced, so the removals survive a power loss.
+//!
+//! # Renamed files
+//!
+//! Another client (an IMAP server, mutt) may rename a message while a session runs, to change
+//! its flags or move it to `cur/`. When a message is not found under the name it had, the
+//! store lists `new/` and `cur/` again and finds it by unique name; if it is gone, reading it
+//! gives [`MaildirError::MessageGone`].
+
+mod cache;
+mod crlf;
+mod name;
+
+pub use crlf::{CrlfReader, crlf_size};
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pop3_proto::Uid;
+
+use cache::{Cached, SizeCache};
+use name::{delivery_order, os_bytes, size_hints, uid_for, unique_part, valid_user};
+
+/// The lock file in each user's maildir. A dot-file, so Maildir readers skip it.
+const LOCK_FILE: &str = ".pop3d-lock";
+/// How many times a message is looked for (listing the directories again in between) before
+/// it counts as gone.
+const LOCATE_ATTEMPTS: usize = 3;
+/// How long a busy lock is retried by default.
+const DEFAULT_LOCK_WAIT: Duration = Duration::from_millis(100);
+/// The pause between two attempts to take a busy lock.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+/// The read buffer of a [`MessageReader`].
+const READ_BUFFER: usize = 32 * 1024;
+
+/// A stream of one message (or of its top, for `TOP`) with CRLF line ends.
+pub type MessageReader = CrlfReader<BufReader<File>>;
+
+/// Why the maildir could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaildirError {
+    /// The user name could reach outside the root, or is not a plain directory name: empty,
+    /// over 255 octets, containing `/`, `\`, NUL or a control character, or starting with `.`.
+    /// The name is not repeated here, so this error can be logged as it is.
+    #[error("invalid user name")]
+    InvalidUser,
+    /// There is no maildir for this user.
+    #[error("the user has no maildir")]
+    NoMailbox,
+    /// Another session holds the maildrop (RFC 2449 `[IN-USE]`).
+    #[error("the maildrop is in use by another session")]
+    InUse,
+    /// No message has this index in the snapshot.
+    #[error("no message at index {0}")]
+    NoSuchMessage(usize),
+    /// The message was in the snapshot but has since been removed by another client.
+    #[error("message {uid} has been removed by another client")]
+    MessageGone {
+        /// Its unique id.
+        uid: Uid,
+    },
+    /// A path that must be a directory is something else (a symbolic link, a file).
+    #[error("{}: not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file-system operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory it was about.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Some marked messages were not removed, or the removals may not be durable.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} marked message(s) not deleted{}",
+    not_deleted.len(),
+    if sync_failed.is_some() { "; syncing the directories failed" } else { "" }
+)]
+pub struct CommitError {
+    /// The marked messages that are still there, in index order.
+    pub not_deleted: Vec<NotDeleted>,
+    /// Syncing a directory after the removals failed: the removals happened, but may not
+    /// survive a crash of the machine.
+    pub sync_failed: Option<MaildirError>,
+}
+
+/// A marked message that [`MaildirDrop::commit`] could not remove.
+#[derive(Debug)]
+pub struct NotDeleted {
+    /// Its index in the snapshot.
+    pub index: usize,
+    /// Its unique id; `None` for an index outside the snapshot.
+    pub uid: Option<Uid>,
+    /// Why it is still there.
+    pub error: MaildirError,
+}
+
+/// One message of the snapshot: its UIDL, and the exact number of octets
+/// [`MaildirDrop::open_message`] yields (CRLF line ends, before byte-stuffing).
+pub use crate::backend::MessageInfo;
+
+/// A tree of maildirs, one per user: `ROOT/USER/{cur,new,tmp}`.
+#[derive(Debug, Clone)]
+pub struct MaildirStore {
+    root: PathBuf,
+    create_missing: bool,
+    lock_wait: Duration,
+}
+
+impl MaildirStore {
+    /// The store whose user maildirs are the directories directly under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        MaildirStore {
+            root: root.into(),
+            create_missing: false,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+
+    /// Whether [`open`](Self::open) creates the maildir of a user who has none (mode 0700)
+    /// instead of failing with [`MaildirError::NoMailbox`]. Off by default.
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
+        self
+    }
+
+    /// How long [`open`](Self::open) keeps trying to take a busy lock before it answers
+    /// [`MaildirError::InUse`] (100 ms by default; zero tries once). The calling thread sleeps
+    /// meanwhile.
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Locks the maildir of `user` and takes its snapshot.
+    ///
+    /// Reads every message whose size is neither in its name nor in the size cache; this is
+    /// the slow part the first time a maildir with many LF-only messages is opened.
+    pub fn open(&self, user: &str) -> Result<MaildirDrop, MaildirError> {
+        if !valid_user(user) {
+            return Err(MaildirError::InvalidUser);
+        }
+        let dir = self.root.join(user);
+        match fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(MaildirError::NoMailbox),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.create_missing => {
+                create_dir(&dir)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MaildirError::NoMailbox),
+            Err(e) => return Err(io_error(&dir, e)),
+        }
+        let lock = lock(&dir, self.lock_wait)?;
+        for sub in ["tmp", "new", "cur"] {
+            ensure_dir(&dir.join(sub))?;
+        }
+
+        let listed = list_messages(&dir)?;
+        let old_cache = cache::load(&dir);
+        let mut new_cache = SizeCache::new();
+        let mut found = Vec::with_capacity(listed.len());
+        for (unique, file) in listed {
+            // `None`: removed since the listing, so not part of the snapshot.
+            if let Some(size) = message_size(&unique, &file, &old_cache, &mut new_cache)? {
+                found.push((unique, file.path, size));
+            }
+        }
+        if new_cache != old_cache {
+            // Only a cache: failing to write it costs the next session time, nothing else.
+            let _ = cache::store(&dir, &new_cache);
+        }
+
+        found.sort_by(|a, b| delivery_order(&a.0, &b.0));
+        let mut uids = HashSet::with_capacity(found.len());
+        let mut messages = Vec::with_capacity(found.len());
+        let mut uniques = Vec::with_capacity(found.len());
+        let mut paths = Vec::with_capacity(found.len());
+        for (unique, path, size) in found {
+            let uid = uid_for(&unique);
+            // Two unique names with one hashed id is all but impossible; a UIDL listing must
+            // not repeat an id, so the later one waits for the next session.
+            if !uids.insert(uid.clone()) {
+                continue;
+            }
+            messages.push(MessageInfo { uid, size });
+            uniques.push(unique);
+            paths.push(path);
+        }
+        Ok(MaildirDrop {
+            dir,
+            messages,
+            uniques,
+            paths: Mutex::new(paths),
+            _lock: lock,
+        })
+    }
+}
+
+/// The locked maildrop of one session: the snapshot taken at open.
+///
+/// Indexes are 0-based positions in [`messages`](Self::messages) (message number − 1). The
+/// lock is held until this value is dropped or committed.
+#[derive(Debug)]
+pub struct MaildirDrop {
+    dir: PathBuf,
+    messages: Vec<MessageInfo>,
+    /// The unique name of each message, to find it again after a rename.
+    uniques: Vec<Vec<u8>>,
+    /// Where each message was last seen. Updated when a rename is discovered.
+    paths: Mutex<Vec<PathBuf>>,
+    _lock: File,
+}
+
+impl MaildirDrop {
+    /// The messages of the snapshot, in delivery order.
+    pub fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    /// The user's maildir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Streams message `index` with CRLF line ends: exactly [`MessageInfo::size`] octets.
+    pub fn open_message(&self, index: usize) -> Result<MessageReader, MaildirError> {
+        let file = self.open_file(index)?;
+        Ok(CrlfReader::new(BufReader::with_capacity(READ_BUFFER, file)))
+    }
+
+    /// Streams the header of message `index`, the blank line after it, and `body_lines`
+    /// lines of its body, with CRLF line ends (RFC 1939 `TOP`). With more lines than the body
+    /// has, or no blank line, this is the whole message.
+    pub fn open_top(&self, index: usize, body_lines: u64) -> Result<MessageReader, MaildirError> {
+        let file = self.open_file(index)?;
+        Ok(CrlfReader::top(
+            BufReader::with_capacity(READ_BUFFER, file),
+            body_lines,
+        ))
+    }
+
+    /// Removes the messages at the indexes in `delete` (duplicates are ignored), then releases
+    /// the lock. See the [module documentation](self#commit) for what happens on failure.
+    pub fn commit(self, delete: &[usize]) -> Result<(), CommitError> {
+        let mut marked = delete.to_vec();
+        marked.sort_unstable();
+        marked.dedup();
+        let mut not_deleted = Vec::new();
+        let mut changed_dirs: Vec<PathBuf> = Vec::new();
+        for index in marked {
+            match self.remove(index) {
+                Ok(Some(dir)) => {
+                    if !changed_dirs.contains(&dir) {
+                        changed_dirs.push(dir);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => not_deleted.push(NotDeleted {
+                    index,
+                    uid: self.messages.get(index).map(|m| m.uid.clone()),
+                    error,
+                }),
+            }
+        }
+        let mut sync_failed = None;
+        for dir in &changed_dirs {
+            if let Err(e) = sync_dir(dir) {
+                sync_failed.get_or_insert(io_error(dir, e));
+            }
+        }
+        if not_deleted.is_empty() && sync_failed.is_none() {
+            Ok(())
+        } else {
+            Err(CommitError {
+                not_deleted,
+                sync_failed,
+            })
+        }
+    }
+
+    fn path(&self, index: usize) -> PathBuf {
+        self.paths.lock().unwrap_or_else(PoisonError::into_inner)[index].clone()
+    }
+
+    /// Lists `new/` and `cur/` again and records where each message of the snapshot is now.
+    fn relocate(&self) -> Result<(), MaildirError> {
+        let mut listed = list_messages(&self.dir)?;
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        for (unique, path) in self.uniques.iter().zip(paths.iter_mut()) {
+            if let Some(file) = listed.remove(unique) {
+                *path = file.path;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_index(&self, index: usize) -> Result<(), MaildirError> {
+        if index < self.messages.len() {
+            Ok(())
+        } else {
+            Err(MaildirError::NoSuchMessage(index))
+        }
+    }
+
+    fn open_file(&self, index: usize) -> Result<File, MaildirError> {
+        self.check_index(index)?;
+        for attempt in 1..=LOCATE_ATTEMPTS {
+            let path = self.path(index);
+            match open_regular(&path) {
+                Ok(file) => return Ok(file),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if attempt < LOCATE_ATTEMPTS {
+                        self.relocate()?;
+                    }
+                }
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Err(MaildirError::MessageGone {
+            uid: self.messages[index].uid.clone(),
+        })
+    }
+
+    /// Unlinks message `index`; returns the directory it was in, or `None` if it was
+    /// already gone.
+    fn remove(&self, index: usize) -> Result<Option<PathBuf>, MaildirError> {
+        self.check_index(index)?;
+        for attempt in 1..=LOCATE_ATTEMPTS {
+            let path = self.path(index);
+            match fs::remove_file(&path) {
+                Ok(()) => return Ok(path.parent().map(Path::to_path_buf)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if attempt < LOCATE_ATTEMPTS {
+                        self.relocate()?;
+                    }
+                }
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> MaildirError {
+    MaildirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A message file found by listing.
+struct Listed {
+    path: PathBuf,
+    /// Its length.
+    physical: u64,
+}
+
+/// The message files of `dir/new` and `dir/cur`, by unique name. `new/` is listed first, so a
+/// file moved to `cur/` during the listing is seen at least once; `cur/` wins a name seen in
+/// both.
+fn list_messages(dir: &Path) -> Result<HashMap<Vec<u8>, Listed>, MaildirError> {
+    let mut listed = HashMap::new();
+    for sub in ["new", "cur"] {
+        let subdir = dir.join(sub);
+        let entries = fs::read_dir(&subdir).map_err(|e| io_error(&subdir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&subdir, e))?;
+            let file_name = entry.file_name();
+            let bytes = os_bytes(&file_name);
+            if bytes.is_empty() || bytes[0] == b'.' {
+                continue;
+            }
+            // Does not follow symbolic links: those are skipped with directories and the rest.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&entry.path(), e)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            listed.insert(
+                unique_part(&bytes).to_vec(),
+                Listed {
+                    path: entry.path(),
+                    physical: meta.len(),
+                },
+            );
+        }
+    }
+    Ok(listed)
+}
+
+/// The CRLF size of a listed message (see the module documentation for the order of
+/// sources), recording in `new_cache` what the next session can reuse. `None` if the file
+/// has disappeared.
+fn message_size(
+    unique: &[u8],
+    file: &Listed,
+    old_cache: &SizeCache,
+    new_cache: &mut SizeCache,
+) -> Result<Option<u64>, MaildirError> {
+    let hints = size_hints(unique);
+    let length = file.physical;
+    if hints.physical.is_none_or(|s| s == length)
+        && let Some(w) = hints.crlf
+        && w >= length
+        && w - length <= length
+    {
+        return Ok(Some(w));
+    }
+    if let Some(cached) = old_cache.get(unique)
+        && cached.physical == length
+    {
+        new_cache.insert(unique.to_vec(), *cached);
+        return Ok(Some(cached.crlf));
+    }
+    let opened = match open_regular(&file.path) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(&file.path, e)),
+    };
+    let (physical, crlf) = crlf_size(opened).map_err(|e| io_error(&file.path, e))?;
+    new_cache.insert(unique.to_vec(), Cached { physical, crlf });
+    Ok(Some(crlf))
+}
+
+/// Opens `path` for reading only if it is a regular file, not a symbolic link. On Unix the
+/// opened file is checked to be the one examined, so a link swapped in between is refused
+/// too. Anything else reads as [`io::ErrorKind::NotFound`]: for a message, it is not there.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let not_found = || io::Error::new(io::ErrorKind::NotFound, "not a regular file");
+    let before = fs::symlink_metadata(path)?;
+    if !before.is_file() {
+        return Err(not_found());
+    }
+    let file = File::open(path)?;
+    let after = file.metadata()?;
+    if !after.is_file() {
+        return Err(not_found());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (before.dev(), before.ino()) != (after.dev(), after.ino()) {
+            return Err(not_found());
+        }
+    }
+    Ok(file)
+}
+
+/// Opens (creating it if needed) and locks the lock file of the maildir `dir`.
+fn lock(dir: &Path, wait: Duration) -> Result<File, MaildirError> {
+    let path = dir.join(LOCK_FILE);
+    let err = |e| io_error(&path, e);
+    // Opening a FIFO would block: look before opening.
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the lock file is not a regular file",
+            )));
+        }
+        _ => {}
+    }
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // `create_new` never follows a symbolic link planted under this name.
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(&path) {
+                Ok(file) => file,
+                // Another session created it first.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    File::open(&path).map_err(err)?
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(MaildirError::InUse),
+            Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), MaildirError> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_error(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes sure `path` is a directory (not a symbolic link to one), creating it if missing.
+fn ensure_dir(path: &Path) -> Result<(), MaildirError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(MaildirError::NotADirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(path, e)),
+    }
+    create_dir(path)?;
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(MaildirError::NotADirectory {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// Makes the removal of entries of directory `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened as files here; the removals are as durable as the
+        // platform makes them.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+mod store;

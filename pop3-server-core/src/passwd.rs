@@ -1,1 +1,0 @@
-//! Dovecot-style passwd-file authentication (in progress).
