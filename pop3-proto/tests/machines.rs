@@ -1177,3 +1177,91 @@ fn apop_login_through_both_machines() {
         other => panic!("{other:?}"),
     }
 }
+
+/// RFC 1939 §3: every command in every state. Illegal ones get `-ERR` from the machine itself
+/// and never reach the application.
+#[test]
+fn state_matrix_every_command_in_every_state() {
+    let commands = [
+        "USER a",
+        "PASS b",
+        "APOP a 0123456789abcdef0123456789abcdef",
+        "QUIT",
+        "STAT",
+        "LIST",
+        "LIST 1",
+        "RETR 1",
+        "DELE 1",
+        "NOOP",
+        "RSET",
+        "TOP 1 0",
+        "UIDL",
+        "UIDL 1",
+        "CAPA",
+        "STLS",
+        "AUTH PLAIN",
+        "UTF8",
+        "LANG",
+        "XTND",
+    ];
+    let auth_ok = [
+        "USER a",
+        "APOP a 0123456789abcdef0123456789abcdef",
+        "QUIT",
+        "CAPA",
+        "STLS",
+        "AUTH PLAIN",
+    ];
+    let trans_ok = [
+        "QUIT", "STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 0", "UIDL",
+        "UIDL 1", "CAPA",
+    ];
+    for transaction in [false, true] {
+        for cmd in commands {
+            let now = Instant::now();
+            let mut c = config();
+            c.stls_offered = true;
+            c.apop_timestamp = Some(Timestamp::new("<1@x>").unwrap());
+            let mut server = Server::new(c, now);
+            if transaction {
+                server.handle_input(b"USER alice\r\nPASS p\r\n", now);
+                assert!(matches!(server.poll_event(), Some(ServerEvent::Login(_))));
+                server.accept_login().unwrap();
+            }
+            let mut out = Vec::new();
+            server.poll_transmit(now, &mut out);
+            out.clear();
+            server.handle_input(format!("{cmd}\r\n").as_bytes(), now);
+            let ev = server.poll_event();
+            server.poll_transmit(now, &mut out);
+            let reply = String::from_utf8_lossy(&out).into_owned();
+            let legal = if transaction {
+                trans_ok.contains(&cmd)
+            } else {
+                auth_ok.contains(&cmd)
+            };
+            if legal {
+                let answered_by_app =
+                    matches!(ev, Some(ServerEvent::Request(_) | ServerEvent::Login(_)));
+                assert!(
+                    answered_by_app || reply.starts_with('+') || ev == Some(ServerEvent::StartTls),
+                    "{cmd} in {}: {reply:?} {ev:?}",
+                    if transaction {
+                        "TRANSACTION"
+                    } else {
+                        "AUTHORIZATION"
+                    }
+                );
+            } else {
+                assert!(
+                    reply.starts_with("-ERR"),
+                    "{cmd} should be refused: {reply:?}"
+                );
+                assert!(
+                    matches!(ev, None | Some(ServerEvent::Rejected { .. })),
+                    "{cmd} reached the application: {ev:?}"
+                );
+            }
+        }
+    }
+}

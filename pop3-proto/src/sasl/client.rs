@@ -5,7 +5,7 @@ use std::fmt;
 use zeroize::Zeroize;
 
 use super::scram::{self, ScramKeys};
-use super::{SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS, SaslError, oauth};
+use super::{Mech, SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS, SaslError, oauth};
 use crate::{Mechanism, Secret};
 
 /// The longest PLAIN part a client sends: RFC 4616 §2 only obliges servers to take 255 octets.
@@ -80,29 +80,6 @@ impl fmt::Debug for ClientCredentials {
             .field("mechanism", &mech)
             .field("user", user)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mech {
-    Plain,
-    Login,
-    CramMd5,
-    Scram,
-    XOAuth2,
-    OAuthBearer,
-}
-
-impl Mech {
-    fn name(self) -> &'static str {
-        match self {
-            Mech::Plain => "PLAIN",
-            Mech::Login => "LOGIN",
-            Mech::CramMd5 => "CRAM-MD5",
-            Mech::Scram => "SCRAM-SHA-256",
-            Mech::XOAuth2 => "XOAUTH2",
-            Mech::OAuthBearer => "OAUTHBEARER",
-        }
     }
 }
 

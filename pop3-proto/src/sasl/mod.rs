@@ -68,6 +68,44 @@ pub use server::{
 #[cfg(doc)]
 use crate::Secret;
 
+/// The mechanisms implemented here, shared by both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mech {
+    Plain,
+    Login,
+    CramMd5,
+    Scram,
+    XOAuth2,
+    OAuthBearer,
+}
+
+impl Mech {
+    /// Every mechanism, strongest first.
+    const ALL: [Mech; 6] = [
+        Mech::Scram,
+        Mech::OAuthBearer,
+        Mech::XOAuth2,
+        Mech::CramMd5,
+        Mech::Plain,
+        Mech::Login,
+    ];
+
+    const fn name(self) -> &'static str {
+        match self {
+            Mech::Plain => "PLAIN",
+            Mech::Login => "LOGIN",
+            Mech::CramMd5 => "CRAM-MD5",
+            Mech::Scram => "SCRAM-SHA-256",
+            Mech::XOAuth2 => "XOAUTH2",
+            Mech::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Mech> {
+        Mech::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// A client-side SASL error, or invalid parameters for an exchange.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

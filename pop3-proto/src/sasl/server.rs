@@ -6,7 +6,7 @@ use zeroize::Zeroize;
 
 use super::oauth::{self, OAuthError};
 use super::scram::{self, ScramCredentials};
-use super::{SaslError, b64_decode, b64_encode, ct_eq};
+use super::{Mech, SaslError, b64_decode, b64_encode, ct_eq};
 use crate::{Mechanism, Secret};
 
 /// The longest PLAIN part accepted. RFC 4616 §2 requires at least 255 octets; long passphrases
@@ -163,16 +163,6 @@ pub struct SaslFailure {
     pub detail: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mech {
-    Plain,
-    Login,
-    CramMd5,
-    Scram,
-    XOAuth2,
-    OAuthBearer,
-}
-
 struct ScramCtx {
     identity: Identity,
     gs2_header: Vec<u8>,
@@ -248,28 +238,22 @@ fn prep(s: &str) -> Option<String> {
 impl ServerExchange {
     /// The mechanisms implemented, strongest first.
     pub fn supported() -> &'static [&'static str] {
-        &[
-            "SCRAM-SHA-256",
-            "OAUTHBEARER",
-            "XOAUTH2",
-            "CRAM-MD5",
-            "PLAIN",
-            "LOGIN",
-        ]
+        const NAMES: [&str; 6] = {
+            let mut names = [""; 6];
+            let mut i = 0;
+            while i < 6 {
+                names[i] = Mech::ALL[i].name();
+                i += 1;
+            }
+            names
+        };
+        &NAMES
     }
 
     /// A new exchange for `mechanism`. Fails for a mechanism not in [`Self::supported`], or
     /// when the nonce or host name cannot be used by it.
     pub fn new(mechanism: &Mechanism, params: ServerParams) -> Result<Self, SaslError> {
-        let mech = match mechanism.as_str() {
-            "PLAIN" => Mech::Plain,
-            "LOGIN" => Mech::Login,
-            "CRAM-MD5" => Mech::CramMd5,
-            "SCRAM-SHA-256" => Mech::Scram,
-            "XOAUTH2" => Mech::XOAuth2,
-            "OAUTHBEARER" => Mech::OAuthBearer,
-            _ => return Err(SaslError::UnsupportedMechanism),
-        };
+        let mech = Mech::from_name(mechanism.as_str()).ok_or(SaslError::UnsupportedMechanism)?;
         match mech {
             Mech::CramMd5
                 if !is_cram_part(&params.nonce) || !is_cram_part(params.hostname.as_bytes()) =>

@@ -28,10 +28,9 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use cram::CramContexts;
 
@@ -114,79 +113,15 @@ pub enum AuthKind {
     ScramSha256,
 }
 
-/// A SCRAM-SHA-256 server-side secret (RFC 5802 / RFC 7677). Zeroized on drop; `Debug`
-/// prints neither keys nor salt.
-#[derive(Clone)]
-pub struct ScramSecret {
-    /// The salt, raw bytes (base64-decoded).
-    pub salt: Vec<u8>,
-    /// PBKDF2 iteration count.
-    pub iterations: u32,
-    /// `StoredKey = SHA-256(HMAC(SaltedPassword, "Client Key"))`.
-    pub stored_key: [u8; 32],
-    /// `ServerKey = HMAC(SaltedPassword, "Server Key")`.
-    pub server_key: [u8; 32],
-}
+/// A SCRAM-SHA-256 server-side secret (RFC 5802 / RFC 7677): the SASL module's own
+/// credentials type (zeroized on drop, `Debug` redacted). `derive` uses the password as
+/// given: like Dovecot, no SASLprep is applied.
+pub use pop3_proto::sasl::ScramCredentials as ScramSecret;
 
-impl ScramSecret {
-    /// Derives the secret from a password as RFC 5802 specifies (the password is used as
-    /// given: like Dovecot, no SASLprep is applied).
-    pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> ScramSecret {
-        let mut salted = Zeroizing::new([0u8; 32]);
-        pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, salted.as_mut_slice());
-        let client_key = Zeroizing::new(hmac_sha256(salted.as_slice(), b"Client Key"));
-        let stored_key: [u8; 32] = Sha256::digest(client_key.as_slice()).into();
-        let server_key = hmac_sha256(salted.as_slice(), b"Server Key");
-        ScramSecret {
-            salt: salt.to_vec(),
-            iterations,
-            stored_key,
-            server_key,
-        }
-    }
-
-    /// Whether `password` produces this secret's `StoredKey` (constant-time comparison).
-    pub fn verify_password(&self, password: &[u8]) -> bool {
-        let candidate = ScramSecret::derive(password, &self.salt, self.iterations);
-        candidate.stored_key.ct_eq(&self.stored_key).into()
-    }
-}
-
-impl PartialEq for ScramSecret {
-    /// Constant-time in the key material.
-    fn eq(&self, other: &Self) -> bool {
-        let keys =
-            self.stored_key.ct_eq(&other.stored_key) & self.server_key.ct_eq(&other.server_key);
-        self.iterations == other.iterations && self.salt == other.salt && bool::from(keys)
-    }
-}
-
-impl Eq for ScramSecret {}
-
-impl fmt::Debug for ScramSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScramSecret")
-            .field("salt", &format_args!("<{} bytes>", self.salt.len()))
-            .field("iterations", &self.iterations)
-            .field("stored_key", &format_args!("<redacted>"))
-            .field("server_key", &format_args!("<redacted>"))
-            .finish()
-    }
-}
-
-impl Drop for ScramSecret {
-    fn drop(&mut self) {
-        self.salt.zeroize();
-        self.stored_key.zeroize();
-        self.server_key.zeroize();
-    }
-}
-
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
+/// Whether `password` produces `secret`'s `StoredKey` (constant-time comparison).
+fn scram_verify(secret: &ScramSecret, password: &[u8]) -> bool {
+    let candidate = ScramSecret::derive(password, &secret.salt, secret.iterations);
+    candidate.stored_key.ct_eq(&secret.stored_key).into()
 }
 
 /// Why one line of a passwd-file was rejected. Never contains secret material.
@@ -349,7 +284,7 @@ impl PasswdEntry {
             // Truncates at 72 bytes like libc crypt(), which Dovecot uses.
             Stored::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             Stored::CramMd5(ctx) => CramContexts::from_key(password).ct_eq(ctx),
-            Stored::Scram(secret) => secret.verify_password(password),
+            Stored::Scram(secret) => scram_verify(secret, password),
         }
     }
 
