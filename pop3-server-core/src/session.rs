@@ -299,6 +299,12 @@ impl<A: Authenticator, S: MailStore> Session<A, S> {
         self.server.poll_transmit(now, out);
     }
 
+    /// Whether a multi-line reply is being streamed: [`Session::process`] has more to write
+    /// as soon as the output drains.
+    pub fn is_streaming(&self) -> bool {
+        self.reader.is_some() || self.listing.is_some()
+    }
+
     /// Whether to read more input now.
     pub fn wants_input(&self) -> bool {
         self.server.wants_input()
