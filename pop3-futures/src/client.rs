@@ -1,0 +1,514 @@
+//! The POP3 client over a futures-io stream.
+//!
+//! Each method enqueues typed commands in the sans-IO [`pop3_proto::client::Client`] and runs
+//! one loop that writes what the machine wants sent, reads into a fixed buffer (racing the
+//! machine's deadline on the [`Runtime`]'s timer), and hands the machine's events to the method
+//! until its command is done. Bodies go from that buffer straight to the caller: never whole in
+//! memory.
+//!
+//! ```no_run
+//! # #[cfg(feature = "smol")]
+//! # fn demo() -> Result<(), pop3_futures::client::Error> { smol::block_on(async {
+//! use pop3_futures::client::{ClientOptions, Pop3Client, TlsMode};
+//! use pop3_futures::pop3_tls::{Trust, client_config};
+//!
+//! let tls = client_config(&Trust::WebPki).expect("TLS configuration");
+//! let mut client = Pop3Client::connect("pop.example.com:995", ClientOptions::new(TlsMode::Implicit(tls))).await?;
+//! client.login("alice", "secret").await?;
+//! for item in client.list().await? {
+//!     client.retr_with(item.msg, |_chunk| Ok(())).await?;
+//! }
+//! client.quit().await
+//! # }) }
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use futures_util::future::{Either, select};
+use futures_util::{AsyncReadExt, AsyncWriteExt};
+use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::sasl::ClientCredentials;
+use pop3_proto::{
+    Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
+};
+
+use crate::Runtime;
+use crate::stream::MaybeTls;
+
+/// How the connection is protected.
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// No TLS at all. Passwords cross the network readable.
+    Plain,
+    /// TLS from the first byte (port 995, RFC 8314).
+    Implicit(Arc<rustls::ClientConfig>),
+    /// Plain text, then `STLS` (RFC 2595); an error if the server does not offer it.
+    StartTls(Arc<rustls::ClientConfig>),
+}
+
+/// Connection options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// The name the certificate must match (and SNI).
+    pub server_name: Option<String>,
+    /// The protocol machine's configuration.
+    pub config: ClientConfig,
+    /// How long the TLS handshake may take.
+    pub connect_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options with this TLS mode and defaults for the rest.
+    pub fn new(tls: TlsMode) -> Self {
+        ClientOptions {
+            tls,
+            server_name: None,
+            config: ClientConfig::default(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The network.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS configuration or server name.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The protocol machine refused a command or the server broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(#[from] ClientError),
+    /// The server answered `-ERR`.
+    #[error("server said: -ERR {}", .0.text())]
+    Server(StatusLine),
+    /// STLS was required and the server does not offer it.
+    #[error("the server does not offer STLS; refusing to continue in plain text")]
+    TlsUnavailable,
+    /// Connecting took too long.
+    #[error("timed out")]
+    Timeout,
+    /// The session is closed.
+    #[error("connection closed")]
+    Closed,
+    /// An invalid argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The caller's callback failed.
+    #[error("output: {0}")]
+    Output(std::io::Error),
+}
+
+/// One piece of a fetched message, for [`Pop3Client::fetch_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Message octets, in order.
+    Data(&'a [u8]),
+    /// The message is complete.
+    End,
+}
+
+const READ_BUF: usize = 64 * 1024;
+
+/// A POP3 client connection over the stream `S`, with the timer of runtime `R`.
+pub struct Pop3Client<S, R> {
+    stream: MaybeTls<S, TlsStream<S>>,
+    runtime: R,
+    machine: Client,
+    buf: Box<[u8]>,
+    out: Vec<u8>,
+    greeting: Option<Greeting>,
+}
+
+impl<S, R> std::fmt::Debug for Pop3Client<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Client")
+            .field("state", &self.machine.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn nonce() -> Vec<u8> {
+    let mut raw = [0u8; 18];
+    let _ = getrandom::fill(&mut raw);
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    raw.iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
+        .collect()
+}
+
+#[cfg(feature = "smol")]
+impl Pop3Client<smol::net::TcpStream, crate::Smol> {
+    /// Connects to `addr` (`host:port`) with smol's TCP, then as
+    /// [`Pop3Client::connect_stream`].
+    pub async fn connect(addr: &str, options: ClientOptions) -> Result<Self, Error> {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = smol::net::TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut options = options;
+        options.server_name.get_or_insert(host);
+        Self::connect_stream(tcp, options, crate::Smol).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
+    /// Reads the greeting and the capabilities over a connected stream, and for
+    /// [`TlsMode::StartTls`] upgrades it before anything else.
+    pub async fn connect_stream(
+        stream: S,
+        options: ClientOptions,
+        runtime: R,
+    ) -> Result<Self, Error> {
+        let name = options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| "localhost".into());
+        let stream = match &options.tls {
+            TlsMode::Implicit(cfg) => MaybeTls::Tls(Box::new(
+                handshake(cfg, &name, stream, &runtime, options.connect_timeout).await?,
+            )),
+            _ => MaybeTls::Plain(stream),
+        };
+        let mut c = Pop3Client {
+            stream,
+            runtime,
+            machine: Client::new(options.config.clone(), Instant::now()),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            out: Vec::new(),
+            greeting: None,
+        };
+        c.drive(None, |_| Ok(())).await?;
+        if let TlsMode::StartTls(cfg) = &options.tls {
+            let _ = c.capa().await;
+            if !c.machine.has_capability(&Capability::Stls) {
+                return Err(Error::TlsUnavailable);
+            }
+            let h = c.machine.stls()?;
+            c.simple(h).await?;
+            if let Some(Event::Closed { error }) = c.machine.poll_event() {
+                return Err(error.map_or(Error::Closed, Error::Protocol));
+            }
+            let plain = c.stream.take_plain()?;
+            c.stream = MaybeTls::Tls(Box::new(
+                handshake(cfg, &name, plain, &c.runtime, options.connect_timeout).await?,
+            ));
+            c.machine.tls_established(Instant::now());
+        }
+        let _ = c.capa().await;
+        Ok(c)
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.greeting.as_ref()
+    }
+
+    /// The capabilities of the last `CAPA`.
+    pub fn capabilities(&self) -> Option<&[Capability]> {
+        self.machine.capabilities()
+    }
+
+    /// The protocol machine.
+    pub fn machine(&self) -> &Client {
+        &self.machine
+    }
+
+    /// Runs the connection until the command `until` is done (`None`: until the greeting),
+    /// passing the other events to `f`. `-ERR` to `until` is `Error::Server`.
+    async fn drive(
+        &mut self,
+        until: Option<Handle>,
+        mut f: impl FnMut(Event<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut failed: Option<StatusLine> = None;
+        loop {
+            while let Some(ev) = self.machine.poll_event() {
+                match ev {
+                    Event::Greeting(g) => {
+                        let line = g.line().clone();
+                        self.greeting = Some(g);
+                        if until.is_none() {
+                            return if line.is_ok() {
+                                Ok(())
+                            } else {
+                                Err(Error::Server(line))
+                            };
+                        }
+                    }
+                    Event::Done { handle } if Some(handle) == until => {
+                        return failed.take().map_or(Ok(()), |l| Err(Error::Server(l)));
+                    }
+                    Event::Err { handle, line } if Some(handle) == until => failed = Some(line),
+                    Event::Closed { error } => {
+                        return Err(error.map_or(Error::Closed, Error::Protocol));
+                    }
+                    ev => f(ev)?,
+                }
+            }
+            self.out.clear();
+            self.machine.poll_transmit(Instant::now(), &mut self.out);
+            if !self.out.is_empty() {
+                self.stream.write_all(&self.out).await?;
+                self.stream.flush().await?;
+            }
+            let deadline = self.machine.poll_timeout();
+            let read = self.stream.read(&mut self.buf);
+            let n = match deadline {
+                Some(d) => match select(read, self.runtime.sleep_until(d)).await {
+                    Either::Left((r, _)) => Some(r?),
+                    Either::Right(_) => None,
+                },
+                None => Some(read.await?),
+            };
+            match n {
+                None => self.machine.handle_timeout(Instant::now()),
+                Some(0) => self.machine.handle_eof(Instant::now()),
+                Some(n) => self.machine.handle_input(&self.buf[..n], Instant::now()),
+            }
+        }
+    }
+
+    async fn simple(&mut self, h: Handle) -> Result<(), Error> {
+        self.drive(Some(h), |_| Ok(())).await
+    }
+
+    /// `CAPA`.
+    pub async fn capa(&mut self) -> Result<Vec<Capability>, Error> {
+        let h = self.machine.capa()?;
+        let mut caps = Vec::new();
+        self.drive(Some(h), |ev| {
+            if let Event::Capability { capability, .. } = ev {
+                caps.push(capability);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(caps)
+    }
+
+    /// `USER` and `PASS`.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
+        let user = Atom::new(user).map_err(|e| Error::InvalidArgument(format!("user: {e}")))?;
+        let password =
+            Text::new(password).map_err(|e| Error::InvalidArgument(format!("password: {e}")))?;
+        let h = self.machine.user(user)?;
+        self.simple(h).await?;
+        let h = self.machine.pass(Secret::new(password))?;
+        self.simple(h).await
+    }
+
+    /// `APOP` with the greeting's timestamp.
+    pub async fn apop(&mut self, user: &str, secret: &str) -> Result<(), Error> {
+        let user = Atom::new(user).map_err(|e| Error::InvalidArgument(format!("user: {e}")))?;
+        let h = self.machine.apop(user, secret.as_bytes())?;
+        self.simple(h).await
+    }
+
+    /// `AUTH` with a SASL mechanism.
+    pub async fn auth(&mut self, creds: ClientCredentials) -> Result<(), Error> {
+        let h = self.machine.auth(creds, &nonce())?;
+        self.simple(h).await
+    }
+
+    /// `STAT`.
+    pub async fn stat(&mut self) -> Result<Stat, Error> {
+        let h = self.machine.stat()?;
+        let mut stat = None;
+        self.drive(Some(h), |ev| {
+            if let Event::Stat { stat: s, .. } = ev {
+                stat = Some(s);
+            }
+            Ok(())
+        })
+        .await?;
+        stat.ok_or(Error::Closed)
+    }
+
+    /// `LIST`.
+    pub async fn list(&mut self) -> Result<Vec<ScanListing>, Error> {
+        let h = self.machine.list(None)?;
+        let mut items = Vec::new();
+        self.drive(Some(h), |ev| {
+            if let Event::ListingItem { item, .. } = ev {
+                items.push(item);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// `UIDL`.
+    pub async fn uidl(&mut self) -> Result<Vec<UidListing>, Error> {
+        let h = self.machine.uidl(None)?;
+        let mut items = Vec::new();
+        self.drive(Some(h), |ev| {
+            if let Event::UidlItem { item, .. } = ev {
+                items.push(item);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// `RETR n`, streamed to `f` chunk by chunk; returns the message size.
+    pub async fn retr_with(
+        &mut self,
+        n: MsgNum,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, Error> {
+        let h = self.machine.retr(n)?;
+        self.body(h, f).await
+    }
+
+    /// `TOP n lines`, streamed to `f`.
+    pub async fn top_with(
+        &mut self,
+        n: MsgNum,
+        lines: u64,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, Error> {
+        let h = self.machine.top(n, lines)?;
+        self.body(h, f).await
+    }
+
+    async fn body(
+        &mut self,
+        h: Handle,
+        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, Error> {
+        let mut total = 0u64;
+        self.drive(Some(h), |ev| {
+            if let Event::BodyChunk { bytes, .. } = ev {
+                total += bytes.len() as u64;
+                f(bytes).map_err(Error::Output)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(total)
+    }
+
+    /// `DELE n`.
+    pub async fn dele(&mut self, n: MsgNum) -> Result<(), Error> {
+        let h = self.machine.dele(n)?;
+        self.simple(h).await
+    }
+
+    /// `RSET`.
+    pub async fn rset(&mut self) -> Result<(), Error> {
+        let h = self.machine.rset()?;
+        self.simple(h).await
+    }
+
+    /// `NOOP`.
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        let h = self.machine.noop()?;
+        self.simple(h).await
+    }
+
+    /// `QUIT`; the stream is closed afterwards.
+    pub async fn quit(&mut self) -> Result<(), Error> {
+        let h = self.machine.quit()?;
+        let r = self.simple(h).await;
+        let _ = self.stream.close().await;
+        r
+    }
+
+    /// `RETR` of each message, pipelined when the server allows it; `f` gets each message's
+    /// chunks and then [`Chunk::End`]. A `-ERR` stops the batch after the replies in flight.
+    pub async fn fetch_many(
+        &mut self,
+        msgs: &[MsgNum],
+        mut f: impl FnMut(MsgNum, Chunk<'_>) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let mut pending = std::collections::VecDeque::new();
+        let mut next = 0;
+        while next < msgs.len() || !pending.is_empty() {
+            while next < msgs.len() && pending.len() < self.window() {
+                pending.push_back((self.machine.retr(msgs[next])?, msgs[next]));
+                next += 1;
+            }
+            let Some((h, msg)) = pending.pop_front() else {
+                break;
+            };
+            let r = self
+                .drive(Some(h), |ev| {
+                    if let Event::BodyChunk { bytes, .. } = ev {
+                        f(msg, Chunk::Data(bytes)).map_err(Error::Output)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match r {
+                Ok(()) => f(msg, Chunk::End).map_err(Error::Output)?,
+                Err(Error::Server(line)) => {
+                    for (h, _) in pending.drain(..) {
+                        let _ = self.simple(h).await;
+                    }
+                    return Err(Error::Server(line));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `DELE` of each message, pipelined when the server allows it.
+    pub async fn delete_many(&mut self, msgs: &[MsgNum]) -> Result<(), Error> {
+        for chunk in msgs.chunks(self.window()) {
+            let mut last = None;
+            for m in chunk {
+                last = Some(self.machine.dele(*m)?);
+            }
+            let mut error = None;
+            if let Some(h) = last {
+                self.drive(Some(h), |ev| {
+                    if let Event::Err { line, .. } = ev {
+                        error.get_or_insert(line);
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+            if let Some(line) = error {
+                return Err(Error::Server(line));
+            }
+        }
+        Ok(())
+    }
+
+    fn window(&self) -> usize {
+        if self.machine.pipelining() { 16 } else { 1 }
+    }
+}
+
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: Runtime>(
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+    stream: S,
+    runtime: &R,
+    limit: Duration,
+) -> Result<TlsStream<S>, Error> {
+    let server_name = pop3_tls::server_name(name).map_err(|e| Error::Tls(e.to_string()))?;
+    let connect = TlsConnector::from(config.clone()).connect(server_name, stream);
+    match select(connect, runtime.sleep_until(Instant::now() + limit)).await {
+        Either::Left((r, _)) => Ok(r?),
+        Either::Right(_) => Err(Error::Timeout),
+    }
+}
