@@ -5,21 +5,29 @@
 //!
 //! Every function takes the raw fuzz input and panics (assert) when a property is violated.
 
+use std::time::{Duration, Instant};
+
 use arbitrary::{Arbitrary, Unstructured};
 use pop3_proto::body::{DotStuffer, DotUnstuffer, Unstuffed};
+use pop3_proto::client::{Client, ClientConfig, Event};
 use pop3_proto::decode::{self, ListingLine};
 use pop3_proto::encode::encode_listing_line;
 use pop3_proto::framing::{Framed, LineFramer};
+use pop3_proto::sasl::{ClientCredentials, CredentialAnswer, CredentialRequest, ScramCredentials};
+use pop3_proto::server::{LoginRequest, Request, Server, ServerConfig, ServerEvent};
 use pop3_proto::{
     Capability, Command, Continuation, Encode, Greeting, LangItem, SaslResponse, ScanListing, Stat,
     StatusLine, UidListing,
 };
+use pop3_proto::{MsgNum, ResponseCode, Secret, Uid};
 
 /// The names of the targets, as directories under `fuzz/corpus/` and `fuzz/regressions/`.
-pub(crate) const TARGETS: [&str; 4] = [
+pub(crate) const TARGETS: [&str; 6] = [
     "command_decode",
     "response_decode",
     "body_roundtrip",
+    "client_session",
+    "server_session",
     "value_roundtrip",
 ];
 
@@ -29,6 +37,8 @@ pub(crate) fn run(name: &str, data: &[u8]) {
         "command_decode" => command_decode(data),
         "response_decode" => response_decode(data),
         "body_roundtrip" => body_roundtrip(data),
+        "client_session" => client_session(data),
+        "server_session" => server_session(data),
         "value_roundtrip" => value_roundtrip(data),
         other => panic!("unknown fuzz target {other}"),
     }
@@ -410,4 +420,251 @@ fn value_of_kind(kind: u8, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session targets: the client and server machines driven by arbitrary sequences of operations
+// (input chunk, enqueue, reply, time step, EOF, TLS switch). The properties: no panic, and
+// memory bounded by the configured limits whatever the peer sends.
+
+#[derive(Debug, Arbitrary)]
+enum ClientOp {
+    Input(Vec<u8>),
+    Send(Command),
+    Auth(u8),
+    Transmit,
+    Sleep(u16),
+    Eof,
+    TlsEstablished,
+}
+
+/// Bound on what the client may hold: its line limits plus the last input chunk.
+fn client_bound(config: &ClientConfig, last_chunk: usize) -> usize {
+    config
+        .limits
+        .sasl
+        .max(config.limits.listing)
+        .max(config.limits.status)
+        + last_chunk
+        + 4096
+}
+
+pub(crate) fn client_session(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let start = Instant::now();
+    let mut now = start;
+    let config = ClientConfig::default();
+    let mut client = Client::new(config.clone(), now);
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        let Ok(op) = ClientOp::arbitrary(&mut u) else {
+            break;
+        };
+        let mut last = 0;
+        match op {
+            ClientOp::Input(bytes) => {
+                last = bytes.len();
+                client.handle_input(&bytes, now);
+            }
+            ClientOp::Send(cmd) => {
+                let _ = client.send(cmd);
+            }
+            ClientOp::Auth(which) => {
+                let user = "user".to_string();
+                let password = Secret::new("pass word".to_string());
+                let creds = match which % 6 {
+                    0 => ClientCredentials::Plain {
+                        authzid: None,
+                        user,
+                        password,
+                    },
+                    1 => ClientCredentials::Login { user, password },
+                    2 => ClientCredentials::CramMd5 { user, password },
+                    3 => ClientCredentials::ScramSha256 { user, password },
+                    4 => ClientCredentials::XOAuth2 {
+                        user,
+                        token: password,
+                    },
+                    _ => ClientCredentials::OAuthBearer {
+                        user,
+                        token: password,
+                        host: None,
+                        port: None,
+                    },
+                };
+                let _ = client.auth(creds, b"fuzznonce");
+            }
+            ClientOp::Transmit => {
+                out.clear();
+                client.poll_transmit(now, &mut out);
+            }
+            ClientOp::Sleep(secs) => {
+                now += Duration::from_secs(u64::from(secs));
+                client.handle_timeout(now);
+            }
+            ClientOp::Eof => client.handle_eof(now),
+            ClientOp::TlsEstablished => client.tls_established(now),
+        }
+        let mut events = 0usize;
+        while let Some(ev) = client.poll_event() {
+            events += 1;
+            if let Event::BodyChunk { bytes, .. } = ev {
+                assert!(!bytes.is_empty());
+            }
+            assert!(events < 1_000_000, "event loop does not end");
+        }
+        assert!(
+            client.buffered() <= client_bound(&config, last),
+            "client holds {} octets",
+            client.buffered()
+        );
+    }
+}
+
+#[derive(Debug, Arbitrary)]
+enum ServerOp {
+    Input(Vec<u8>),
+    Transmit,
+    Sleep(u16),
+    Eof,
+    TlsEstablished,
+    Shutdown,
+}
+
+/// How the fuzzed application answers a server event.
+fn answer(
+    server: &mut Server,
+    ev: ServerEvent,
+    u: &mut Unstructured<'_>,
+    now: Instant,
+    body: &mut Vec<u8>,
+) {
+    let pick = u8::arbitrary(u).unwrap_or(0);
+    match ev {
+        ServerEvent::Login(
+            LoginRequest::Pass { .. } | LoginRequest::Apop { .. } | LoginRequest::Sasl { .. },
+        ) => {
+            let _ = match pick % 4 {
+                0 => server.accept_login(),
+                1 => server.reject_login(Some(ResponseCode::InUse), "busy", now),
+                2 => server.reject_login(Some(ResponseCode::SysTemp), "later", now),
+                _ => server.reject_login(None, "bad", now),
+            };
+        }
+        ServerEvent::Login(_) => {
+            let _ = server.reject_login(None, "bad", now);
+        }
+        ServerEvent::SaslCheck(req) => {
+            let a = match req {
+                CredentialRequest::Scram { .. } if pick % 2 == 0 => CredentialAnswer::Scram(Some(
+                    ScramCredentials::derive(b"pass word", b"salt", 4096),
+                )),
+                CredentialRequest::Scram { .. } => CredentialAnswer::Scram(None),
+                CredentialRequest::Token { .. } => CredentialAnswer::Token(if pick % 2 == 0 {
+                    Ok(())
+                } else {
+                    Err(pop3_proto::sasl::OAuthError::new("invalid_token"))
+                }),
+                _ => CredentialAnswer::Verified(pick % 2 == 0),
+            };
+            let _ = server.sasl_answer(a);
+        }
+        ServerEvent::Request(r) => match (r, pick % 3) {
+            (_, 0) => {
+                let _ = server.reply(StatusLine::err("no").unwrap_or_else(|_| unreachable!()));
+            }
+            (Request::Stat, _) => {
+                let _ = server.reply_stat(Stat { count: 1, size: 10 });
+            }
+            (Request::List(Some(msg)), _) => {
+                let _ = server.reply_scan(ScanListing { msg, size: 10 });
+            }
+            (Request::Uidl(Some(msg)), _) => {
+                let uid = Uid::new("u1").unwrap_or_else(|_| unreachable!());
+                let _ = server.reply_uid(&UidListing { msg, uid });
+            }
+            (Request::List(None) | Request::Uidl(None), _) => {
+                let _ = server.begin_multiline("");
+                let msg = MsgNum::new(1).unwrap_or_else(|_| unreachable!());
+                let _ = server.write_scan(ScanListing { msg, size: 1 });
+                let _ = server.end_multiline();
+            }
+            (Request::Retr(_) | Request::Top { .. }, _) => {
+                let _ = server.begin_multiline("");
+                *body = Vec::<u8>::arbitrary(u).unwrap_or_default();
+            }
+            _ => {
+                let _ = server.reply(StatusLine::ok("").unwrap_or_else(|_| unreachable!()));
+            }
+        },
+        _ => {}
+    }
+}
+
+pub(crate) fn server_session(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut now = Instant::now();
+    let mut config = ServerConfig::default();
+    config.plaintext_auth = true;
+    config.stls_offered = true;
+    config.sasl_nonce = b"fuzz".to_vec();
+    config.high_water = 4096;
+    config.apop_timestamp = pop3_proto::Timestamp::new("<1.2@fuzz>").ok();
+    let high = config.high_water;
+    let limit = config.limits.sasl;
+    let mut server = Server::new(config, now);
+    let mut body: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        let Ok(op) = ServerOp::arbitrary(&mut u) else {
+            break;
+        };
+        let mut last = 0;
+        match op {
+            // Like an adapter: read only while the machine wants input.
+            ServerOp::Input(bytes) if server.wants_input() => {
+                last = bytes.len();
+                server.handle_input(&bytes, now);
+            }
+            ServerOp::Input(_) => {}
+            ServerOp::Transmit => {
+                out.clear();
+                server.poll_transmit(now, &mut out);
+            }
+            ServerOp::Sleep(secs) => {
+                now += Duration::from_secs(u64::from(secs));
+                server.handle_timeout(now);
+            }
+            ServerOp::Eof => server.handle_eof(now),
+            ServerOp::TlsEstablished => server.tls_established(),
+            ServerOp::Shutdown => server.close(),
+        }
+        for _ in 0..10_000 {
+            if !body.is_empty() {
+                match server.write_body(&body) {
+                    Ok(n) => {
+                        body.drain(..n);
+                        if body.is_empty() {
+                            let _ = server.end_multiline();
+                        }
+                    }
+                    Err(_) => body.clear(),
+                }
+            }
+            let Some(ev) = server.poll_event() else { break };
+            answer(&mut server, ev, &mut u, now, &mut body);
+        }
+        // Output is bounded by the high-water mark plus one reply's worth; input by what the
+        // caller fed since wants_input() was last true.
+        assert!(
+            server.pending_output() <= high + 8192,
+            "server output {} octets",
+            server.pending_output()
+        );
+        assert!(
+            server.buffered_input() <= limit + last + 8192,
+            "server input {}",
+            server.buffered_input()
+        );
+    }
 }

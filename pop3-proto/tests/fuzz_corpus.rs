@@ -99,3 +99,13 @@ fn logic_accepts_rfc_examples_and_survives_garbage() {
 fn unknown_target_is_refused() {
     logic::run("no_such_target", b"");
 }
+
+#[test]
+fn client_session_corpus() {
+    assert!(replay("client_session") >= 4);
+}
+
+#[test]
+fn server_session_corpus() {
+    assert!(replay("server_session") >= 4);
+}
