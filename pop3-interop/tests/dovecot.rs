@@ -42,10 +42,23 @@ fn creds(which: &str) -> Login {
     let password = || Secret::new("pw".to_string());
     match which {
         "USER" => Login::UserPass(user(), "pw".into()),
-        "PLAIN" => Login::Sasl(ClientCredentials::Plain { authzid: None, user: user(), password: password() }),
-        "LOGIN" => Login::Sasl(ClientCredentials::Login { user: user(), password: password() }),
-        "CRAM-MD5" => Login::Sasl(ClientCredentials::CramMd5 { user: user(), password: password() }),
-        _ => Login::Sasl(ClientCredentials::ScramSha256 { user: user(), password: password() }),
+        "PLAIN" => Login::Sasl(ClientCredentials::Plain {
+            authzid: None,
+            user: user(),
+            password: password(),
+        }),
+        "LOGIN" => Login::Sasl(ClientCredentials::Login {
+            user: user(),
+            password: password(),
+        }),
+        "CRAM-MD5" => Login::Sasl(ClientCredentials::CramMd5 {
+            user: user(),
+            password: password(),
+        }),
+        _ => Login::Sasl(ClientCredentials::ScramSha256 {
+            user: user(),
+            password: password(),
+        }),
     }
 }
 
@@ -64,7 +77,11 @@ fn our_clients_against_dovecot() {
     for client in [ClientKind::Tokio, ClientKind::Blocking, ClientKind::Smol] {
         for mode in [Mode::Plain, Mode::StartTls, Mode::Implicit] {
             for mech in ["USER", "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"] {
-                let port = if mode == Mode::Implicit { dovecot.tls_port } else { dovecot.port };
+                let port = if mode == Mode::Implicit {
+                    dovecot.tls_port
+                } else {
+                    dovecot.port
+                };
                 let addr = format!("127.0.0.1:{port}").parse().unwrap();
                 let ops = vec![
                     Op::Stat(3, sizes.iter().sum()),
@@ -72,7 +89,11 @@ fn our_clients_against_dovecot() {
                     Op::Retr(1, wire[0].clone()),
                     Op::Retr(2, wire[1].clone()),
                     Op::Retr(3, wire[2].clone()),
-                    Op::Top(1, 1, b"Subject: first\r\nFrom: a@example.com\r\n\r\nhello\r\n".to_vec()),
+                    Op::Top(
+                        1,
+                        1,
+                        b"Subject: first\r\nFrom: a@example.com\r\n\r\nhello\r\n".to_vec(),
+                    ),
                     Op::Noop,
                     Op::Quit,
                 ];
@@ -86,10 +107,29 @@ fn our_clients_against_dovecot() {
     assert_eq!(combos, 45);
     // DELE then QUIT: a second session sees the deletion, and the file is gone.
     let addr = format!("127.0.0.1:{}", dovecot.tls_port).parse().unwrap();
-    run_client(ClientKind::Tokio, Mode::Implicit, addr, &tls, &creds("PLAIN"), &[Op::Dele(2), Op::Quit]).unwrap();
-    run_client(ClientKind::Blocking, Mode::Implicit, addr, &tls, &creds("USER"), &[Op::List(vec![sizes[0], sizes[2]]), Op::Quit])
-        .unwrap();
-    let left = std::fs::read_dir(dovecot.maildir().join("cur")).unwrap().count()
-        + std::fs::read_dir(dovecot.maildir().join("new")).unwrap().count();
+    run_client(
+        ClientKind::Tokio,
+        Mode::Implicit,
+        addr,
+        &tls,
+        &creds("PLAIN"),
+        &[Op::Dele(2), Op::Quit],
+    )
+    .unwrap();
+    run_client(
+        ClientKind::Blocking,
+        Mode::Implicit,
+        addr,
+        &tls,
+        &creds("USER"),
+        &[Op::List(vec![sizes[0], sizes[2]]), Op::Quit],
+    )
+    .unwrap();
+    let left = std::fs::read_dir(dovecot.maildir().join("cur"))
+        .unwrap()
+        .count()
+        + std::fs::read_dir(dovecot.maildir().join("new"))
+            .unwrap()
+            .count();
     assert_eq!(left, 2);
 }
