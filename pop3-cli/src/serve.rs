@@ -1,0 +1,165 @@
+//! `pop3 serve`: Maildirs over POP3, on plain (with STLS) and implicit-TLS listeners, until
+//! SIGINT or SIGTERM. Sessions that did not QUIT commit nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pop3_server_core::maildir::MaildirStore;
+use pop3_server_core::passwd::PasswdFile;
+use pop3_server_core::session::{Backend, Policy};
+use pop3_tokio::server::{ServerOptions, serve};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::{LogFormat, ServeArgs, demo};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
+    init_logging(args.log_format);
+    let is_demo = args.listen.is_empty()
+        && args.tls_listen.is_empty()
+        && args.maildir_root.is_none()
+        && args.users.is_none();
+    if is_demo {
+        let d = demo::setup(Path::new("pop3-demo"))?;
+        // The demo listens on loopback only, so plaintext passwords never leave the machine.
+        args.listen =
+            vec![std::env::var("POP3_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:1110".into())];
+        args.tls_listen =
+            vec![std::env::var("POP3_DEMO_TLS_LISTEN").unwrap_or_else(|_| "127.0.0.1:1995".into())];
+        args.allow_plaintext_auth = true;
+        args.maildir_root = Some(d.root);
+        args.users = Some(d.users);
+        args.cert = Some(d.cert);
+        args.key = Some(d.key);
+    }
+    let root = args
+        .maildir_root
+        .clone()
+        .ok_or("--maildir-root DIR is required")?;
+    let users_path = args.users.clone().ok_or("--users FILE is required")?;
+    if args.listen.is_empty() && args.tls_listen.is_empty() {
+        return Err("nothing to listen on: give --listen ADDR and/or --tls-listen ADDR".into());
+    }
+    let users = PasswdFile::load(&users_path)?;
+    let tls = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).map_err(|e| format!("cannot read {}: {e}", c.display()))?;
+            let key = std::fs::read(k).map_err(|e| format!("cannot read {}: {e}", k.display()))?;
+            Some(pop3_tls::server_config(&cert, &key)?)
+        }
+        _ => None,
+    };
+    if !args.tls_listen.is_empty() && tls.is_none() {
+        return Err("--tls-listen needs --cert and --key".into());
+    }
+    let mut policy = Policy::default();
+    policy.plaintext_auth = args.allow_plaintext_auth;
+    policy.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    policy.implementation = Some(format!("pop3-rs {}", env!("CARGO_PKG_VERSION")));
+    let backend = Backend::new(users, MaildirStore::new(&root), policy);
+    let mut options = ServerOptions::default();
+    options.max_connections = args.max_connections;
+    options.tls = tls.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+        let mut bound = Vec::new();
+        for (addr, implicit) in args
+            .listen
+            .iter()
+            .map(|a| (a, None))
+            .chain(args.tls_listen.iter().map(|a| (a, tls.clone())))
+        {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(%local, tls = implicit.is_some(), "listening");
+            bound.push((local, implicit.is_some()));
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            servers.push(tokio::spawn(serve(
+                listener,
+                backend.clone(),
+                implicit,
+                options.clone(),
+                shutdown,
+            )));
+        }
+        if is_demo {
+            print_demo(&bound);
+        }
+        wait_for_signal().await;
+        tracing::info!(
+            "shutting down: no new connections; sessions that do not QUIT commit nothing"
+        );
+        let _ = stop_tx.send(true);
+        for s in servers {
+            let _ = s.await;
+        }
+        Ok::<(), Error>(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[allow(clippy::print_stdout)]
+fn print_demo(bound: &[(std::net::SocketAddr, bool)]) {
+    let plain = bound
+        .iter()
+        .find(|(_, t)| !t)
+        .map(|(a, _)| a.port())
+        .unwrap_or(1110);
+    let tls = bound
+        .iter()
+        .find(|(_, t)| *t)
+        .map(|(a, _)| a.port())
+        .unwrap_or(1995);
+    println!("pop3 demo server: user demo, password demo, mail in ./pop3-demo/mail/demo");
+    println!("  plain text + STLS on 127.0.0.1:{plain}, implicit TLS on 127.0.0.1:{tls}");
+    println!();
+    println!("Try it:");
+    println!("  curl --cacert pop3-demo/cert.pem pop3s://127.0.0.1:{tls}/1 -u demo:demo");
+    println!(
+        "  DEMO_PASSWORD=demo cargo run --release -p pop3-cli -- fetch pop3s://demo@127.0.0.1:{tls} --ca-file pop3-demo/cert.pem --password-env DEMO_PASSWORD --keep --maildir ./fetched"
+    );
+    println!();
+    println!("Ctrl-C stops the server.");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
