@@ -201,6 +201,10 @@ impl Progress {
 fn describe(e: ClientError, what: &str) -> Error {
     match e {
         ClientError::Server(line) => format!("{what}: the server said -ERR {}", line.text()).into(),
+        other if other.to_string().contains("invalid peer certificate") => format!(
+            "{what}: {other} (the server's certificate is not trusted: --ca-file PEM names its CA)"
+        )
+        .into(),
         other => format!("{what}: {other}").into(),
     }
 }
