@@ -23,7 +23,10 @@
 //! # let _ = stat; Ok(()) }
 //! ```
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
@@ -31,7 +34,7 @@ use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
     Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
 };
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -127,6 +130,8 @@ pub struct Pop3Client {
     machine: Client,
     buf: Box<[u8]>,
     out: Vec<u8>,
+    /// How much of `out` is written.
+    sent: usize,
     greeting: Option<Greeting>,
 }
 
@@ -180,6 +185,7 @@ impl Pop3Client {
             machine: Client::new(options.config.clone(), Instant::now()),
             buf: vec![0; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
+            sent: 0,
             greeting: None,
         };
         c.drive(None, |_| Ok(())).await?;
@@ -227,54 +233,93 @@ impl Pop3Client {
         until: Option<Handle>,
         mut f: impl FnMut(Event<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut failed: Option<StatusLine> = None;
-        loop {
-            while let Some(ev) = self.machine.poll_event() {
-                match ev {
-                    Event::Greeting(g) => {
-                        let ok = g.line().is_ok();
-                        let line = g.line().clone();
-                        self.greeting = Some(g);
-                        if until.is_none() {
-                            return if ok { Ok(()) } else { Err(Error::Server(line)) };
-                        }
-                    }
-                    Event::Done { handle } if Some(handle) == until => {
-                        return match failed.take() {
-                            Some(line) => Err(Error::Server(line)),
-                            None => Ok(()),
+        while !self.step(until, &mut f).await? {}
+        Ok(())
+    }
+
+    /// Handles the events the buffered input gives (true when `until` is done), else sends
+    /// and reads once.
+    async fn step(
+        &mut self,
+        until: Option<Handle>,
+        f: &mut dyn FnMut(Event<'_>) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        while let Some(ev) = self.machine.poll_event() {
+            match ev {
+                Event::Greeting(g) => {
+                    let line = g.line().clone();
+                    self.greeting = Some(g);
+                    if until.is_none() {
+                        return if line.is_ok() {
+                            Ok(true)
+                        } else {
+                            Err(Error::Server(line))
                         };
                     }
-                    Event::Err { handle, line } if Some(handle) == until => failed = Some(line),
-                    Event::Closed { error } => {
-                        return Err(error.map_or(Error::Closed, Error::Protocol));
-                    }
-                    ev => f(ev)?,
                 }
-            }
-            self.out.clear();
-            self.machine.poll_transmit(Instant::now(), &mut self.out);
-            if !self.out.is_empty() {
-                self.stream.write_all(&self.out).await?;
-                self.stream.flush().await?;
-            }
-            let read = self.stream.read(&mut self.buf);
-            let n = match self.machine.poll_timeout() {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        self.machine.handle_timeout(Instant::now());
-                        continue;
-                    }
-                },
-                None => read.await?,
-            };
-            if n == 0 {
-                self.machine.handle_eof(Instant::now());
-            } else {
-                self.machine.handle_input(&self.buf[..n], Instant::now());
+                Event::Done { handle } if Some(handle) == until => return Ok(true),
+                // Its `Done` follows and is ignored by later commands.
+                Event::Err { handle, line } if Some(handle) == until => {
+                    return Err(Error::Server(line));
+                }
+                Event::Closed { error } => {
+                    return Err(error.map_or(Error::Closed, Error::Protocol));
+                }
+                ev => f(ev)?,
             }
         }
+        self.io_round().await?;
+        Ok(false)
+    }
+
+    /// Sends what the machine wants sent while reading (both at once, so a server blocked
+    /// writing to us never blocks our writes: imap-next#134), then feeds the machine the bytes
+    /// read, the end of stream or its timeout.
+    async fn io_round(&mut self) -> Result<(), Error> {
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        self.machine.poll_transmit(Instant::now(), &mut self.out);
+        let (stream, out, sent, buf) = (&mut self.stream, &self.out, &mut self.sent, &mut self.buf);
+        let io = std::future::poll_fn(|cx| {
+            while *sent < out.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &out[*sent..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(k)) => *sent += k,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if *sent == out.len() {
+                // TLS keeps records until flushed; pending is fine, the read goes on.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            let mut rb = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        let n = match self.machine.poll_timeout() {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), io).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    self.machine.handle_timeout(Instant::now());
+                    return Ok(());
+                }
+            },
+            None => io.await?,
+        };
+        if n == 0 {
+            self.machine.handle_eof(Instant::now());
+        } else {
+            self.machine.handle_input(&self.buf[..n], Instant::now());
+        }
+        Ok(())
     }
 
     async fn simple(&mut self, h: Handle) -> Result<(), Error> {
@@ -449,80 +494,27 @@ impl Pop3Client {
     }
 
     /// Streams a body into an async writer. The machine's chunks borrow its input buffer, so
-    /// each is copied once into a bounded staging buffer that is written whenever it fills.
+    /// each read's worth is copied once into a staging buffer and written.
     async fn body_to<W: AsyncWrite + Unpin>(&mut self, h: Handle, w: &mut W) -> Result<u64, Error> {
         let mut total = 0u64;
         let mut staged: Vec<u8> = Vec::with_capacity(READ_BUF);
         loop {
-            let mut done = false;
-            // Collect what the current input yields, then write it out (never more than one
-            // read buffer's worth is staged).
-            let r = self
-                .drive_step(h, &mut |ev| {
-                    match ev {
-                        Event::BodyChunk { bytes, .. } => {
-                            total += bytes.len() as u64;
-                            staged.extend_from_slice(bytes);
-                        }
-                        Event::Done { .. } => done = true,
-                        _ => {}
+            let done = self
+                .step(Some(h), &mut |ev| {
+                    if let Event::BodyChunk { bytes, .. } = ev {
+                        total += bytes.len() as u64;
+                        staged.extend_from_slice(bytes);
                     }
                     Ok(())
                 })
-                .await;
-            if !staged.is_empty() {
-                w.write_all(&staged).await.map_err(Error::Output)?;
-                staged.clear();
-            }
-            r?;
+                .await?;
+            w.write_all(&staged).await.map_err(Error::Output)?;
+            staged.clear();
             if done {
                 w.flush().await.map_err(Error::Output)?;
                 return Ok(total);
             }
         }
-    }
-
-    /// One round of [`Pop3Client::drive`]: handles the events the buffered input gives, then
-    /// sends and reads once. Reports `Done` of `h` to `f` instead of returning.
-    async fn drive_step(
-        &mut self,
-        h: Handle,
-        f: &mut dyn FnMut(Event<'_>) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        while let Some(ev) = self.machine.poll_event() {
-            match ev {
-                Event::Err { handle, line } if handle == h => return Err(Error::Server(line)),
-                Event::Closed { error } => return Err(error.map_or(Error::Closed, Error::Protocol)),
-                Event::Done { handle } if handle == h => {
-                    f(Event::Done { handle })?;
-                    return Ok(());
-                }
-                ev => f(ev)?,
-            }
-        }
-        self.out.clear();
-        self.machine.poll_transmit(Instant::now(), &mut self.out);
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
-        }
-        let read = self.stream.read(&mut self.buf);
-        let n = match self.machine.poll_timeout() {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    self.machine.handle_timeout(Instant::now());
-                    return Ok(());
-                }
-            },
-            None => read.await?,
-        };
-        if n == 0 {
-            self.machine.handle_eof(Instant::now());
-        } else {
-            self.machine.handle_input(&self.buf[..n], Instant::now());
-        }
-        Ok(())
     }
 
     /// `DELE n`.
