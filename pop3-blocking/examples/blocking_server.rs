@@ -1,7 +1,7 @@
 //! A blocking POP3 server on 127.0.0.1 with an in-memory maildrop: user `alice`, password
 //! `pw` (plaintext allowed: loopback only). Stops after `SECONDS` (default 300).
 //!
-//! `cargo run -p pop3-blocking --example server -- [SECONDS]`
+//! `cargo run -p pop3-blocking --example blocking_server -- [SECONDS]`
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! one user. Implementing [`MailStore`], [`Maildrop`] and [`MessageReader`] is all it takes;
 //! the session keeps the POP3 semantics (numbering, deletion marks, UPDATE only on QUIT).
 //!
-//! `cargo run -p pop3-tokio --example embed -- DIR`
+//! `cargo run -p pop3-tokio --example tokio_embed -- DIR`
 
 use std::path::PathBuf;
 use std::sync::Arc;

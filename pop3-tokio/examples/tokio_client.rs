@@ -1,6 +1,6 @@
 //! Lists and prints the messages of a POP3 account.
 //!
-//! `cargo run -p pop3-tokio --example client -- HOST:PORT USER PASSWORD [plain|stls|tls]`
+//! `cargo run -p pop3-tokio --example tokio_client -- HOST:PORT USER PASSWORD [plain|stls|tls]`
 //! (default `tls`, verified against Mozilla's roots).
 
 use pop3_tls::{Trust, client_config};

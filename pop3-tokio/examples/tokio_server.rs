@@ -1,7 +1,7 @@
 //! A POP3 server on 127.0.0.1 with an in-memory maildrop: user `alice`, password `pw`.
 //! Plaintext passwords are allowed because it listens on loopback only.
 //!
-//! `cargo run -p pop3-tokio --example server`, then `curl pop3://127.0.0.1:PORT/1 -u alice:pw`.
+//! `cargo run -p pop3-tokio --example tokio_server`, then `curl pop3://127.0.0.1:PORT/1 -u alice:pw`.
 
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
 use pop3_server_core::session::{Backend, Policy};

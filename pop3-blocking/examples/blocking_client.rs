@@ -1,6 +1,6 @@
 //! Lists and prints the messages of a POP3 account, blocking.
 //!
-//! `cargo run -p pop3-blocking --example client -- HOST:PORT USER PASSWORD [plain|stls|tls]`
+//! `cargo run -p pop3-blocking --example blocking_client -- HOST:PORT USER PASSWORD [plain|stls|tls]`
 
 use pop3_blocking::client::{ClientOptions, Pop3Client, TlsMode};
 use pop3_tls::{Trust, client_config};
