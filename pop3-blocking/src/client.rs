@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
     Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
@@ -101,14 +102,7 @@ pub enum Error {
     Output(std::io::Error),
 }
 
-/// One piece of a fetched message, for [`Pop3Client::fetch_many`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunk<'a> {
-    /// Message octets, in order.
-    Data(&'a [u8]),
-    /// The message is complete.
-    End,
-}
+pub use pop3_proto::collect::Chunk;
 
 const READ_BUF: usize = 64 * 1024;
 
@@ -290,14 +284,7 @@ impl Pop3Client {
     /// `CAPA`.
     pub fn capa(&mut self) -> Result<Vec<Capability>, Error> {
         let h = self.machine.capa()?;
-        let mut caps = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::Capability { capability, .. } = ev {
-                caps.push(capability);
-            }
-            Ok(())
-        })?;
-        Ok(caps)
+        self.run(h, collect::Capabilities::default())
     }
 
     /// `USER` and `PASS`.
@@ -327,66 +314,31 @@ impl Pop3Client {
     /// `STAT`.
     pub fn stat(&mut self) -> Result<Stat, Error> {
         let h = self.machine.stat()?;
-        let mut stat = None;
-        self.drive(Some(h), |ev| {
-            if let Event::Stat { stat: s, .. } = ev {
-                stat = Some(s);
-            }
-            Ok(())
-        })?;
-        stat.ok_or(Error::Closed)
+        self.run(h, collect::StatReply::default())
     }
 
     /// `LIST`.
     pub fn list(&mut self) -> Result<Vec<ScanListing>, Error> {
         let h = self.machine.list(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::ListingItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })?;
-        Ok(items)
+        self.run(h, collect::Listing::default())
     }
 
     /// `LIST n`.
     pub fn list_one(&mut self, n: MsgNum) -> Result<ScanListing, Error> {
         let h = self.machine.list(Some(n))?;
-        let mut item = None;
-        self.drive(Some(h), |ev| {
-            if let Event::ListingItem { item: i, .. } = ev {
-                item = Some(i);
-            }
-            Ok(())
-        })?;
-        item.ok_or(Error::Closed)
+        self.run(h, collect::OneListing::default())
     }
 
     /// `UIDL`.
     pub fn uidl(&mut self) -> Result<Vec<UidListing>, Error> {
         let h = self.machine.uidl(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::UidlItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })?;
-        Ok(items)
+        self.run(h, collect::Uids::default())
     }
 
     /// `UIDL n`.
     pub fn uidl_one(&mut self, n: MsgNum) -> Result<UidListing, Error> {
         let h = self.machine.uidl(Some(n))?;
-        let mut item = None;
-        self.drive(Some(h), |ev| {
-            if let Event::UidlItem { item: i, .. } = ev {
-                item = Some(i);
-            }
-            Ok(())
-        })?;
-        item.ok_or(Error::Closed)
+        self.run(h, collect::OneUid::default())
     }
 
     /// `RETR n`, streamed to `f` chunk by chunk; returns the message size.
@@ -423,17 +375,15 @@ impl Pop3Client {
     fn body(
         &mut self,
         h: Handle,
-        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, Error> {
-        let mut total = 0u64;
-        self.drive(Some(h), |ev| {
-            if let Event::BodyChunk { bytes, .. } = ev {
-                total += bytes.len() as u64;
-                f(bytes).map_err(Error::Output)?;
-            }
-            Ok(())
-        })?;
-        Ok(total)
+        self.run(h, collect::Body::new(f))
+    }
+
+    /// Feeds the events of command `h` to a collector until it is done.
+    fn run<C: Collect>(&mut self, h: Handle, mut c: C) -> Result<C::Output, Error> {
+        self.drive(Some(h), |ev| c.event(ev).map_err(Error::Output))?;
+        c.finish().ok_or(Error::Closed)
     }
 
     /// `DELE n`.

@@ -31,6 +31,7 @@ use futures_rustls::client::TlsStream;
 use futures_util::future::{Either, select};
 use futures_util::{AsyncReadExt, AsyncWriteExt};
 use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
     Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
@@ -109,14 +110,7 @@ pub enum Error {
     Output(std::io::Error),
 }
 
-/// One piece of a fetched message, for [`Pop3Client::fetch_many`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunk<'a> {
-    /// Message octets, in order.
-    Data(&'a [u8]),
-    /// The message is complete.
-    End,
-}
+pub use pop3_proto::collect::Chunk;
 
 const READ_BUF: usize = 64 * 1024;
 
@@ -289,15 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
     /// `CAPA`.
     pub async fn capa(&mut self) -> Result<Vec<Capability>, Error> {
         let h = self.machine.capa()?;
-        let mut caps = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::Capability { capability, .. } = ev {
-                caps.push(capability);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(caps)
+        self.run(h, collect::Capabilities::default()).await
     }
 
     /// `USER` and `PASS`.
@@ -327,43 +313,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
     /// `STAT`.
     pub async fn stat(&mut self) -> Result<Stat, Error> {
         let h = self.machine.stat()?;
-        let mut stat = None;
-        self.drive(Some(h), |ev| {
-            if let Event::Stat { stat: s, .. } = ev {
-                stat = Some(s);
-            }
-            Ok(())
-        })
-        .await?;
-        stat.ok_or(Error::Closed)
+        self.run(h, collect::StatReply::default()).await
     }
 
     /// `LIST`.
     pub async fn list(&mut self) -> Result<Vec<ScanListing>, Error> {
         let h = self.machine.list(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::ListingItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(items)
+        self.run(h, collect::Listing::default()).await
     }
 
     /// `UIDL`.
     pub async fn uidl(&mut self) -> Result<Vec<UidListing>, Error> {
         let h = self.machine.uidl(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::UidlItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(items)
+        self.run(h, collect::Uids::default()).await
     }
 
     /// `RETR n`, streamed to `f` chunk by chunk; returns the message size.
@@ -390,18 +352,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
     async fn body(
         &mut self,
         h: Handle,
-        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, Error> {
-        let mut total = 0u64;
-        self.drive(Some(h), |ev| {
-            if let Event::BodyChunk { bytes, .. } = ev {
-                total += bytes.len() as u64;
-                f(bytes).map_err(Error::Output)?;
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(total)
+        self.run(h, collect::Body::new(f)).await
+    }
+
+    /// Feeds the events of command `h` to a collector until it is done.
+    async fn run<C: Collect>(&mut self, h: Handle, mut c: C) -> Result<C::Output, Error> {
+        self.drive(Some(h), |ev| c.event(ev).map_err(Error::Output))
+            .await?;
+        c.finish().ok_or(Error::Closed)
     }
 
     /// `DELE n`.

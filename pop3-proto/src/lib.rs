@@ -38,6 +38,7 @@
 
 pub mod body;
 pub mod client;
+pub mod collect;
 pub mod decode;
 pub mod encode;
 pub mod framing;

@@ -30,6 +30,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
     Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
@@ -112,14 +113,7 @@ pub enum Error {
     Output(std::io::Error),
 }
 
-/// One piece of a fetched message, for [`Pop3Client::fetch_many`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunk<'a> {
-    /// Message octets, in order.
-    Data(&'a [u8]),
-    /// The message is complete.
-    End,
-}
+pub use pop3_proto::collect::Chunk;
 
 const READ_BUF: usize = 64 * 1024;
 
@@ -329,15 +323,7 @@ impl Pop3Client {
     /// `CAPA`: the capability list (also kept by the machine).
     pub async fn capa(&mut self) -> Result<Vec<Capability>, Error> {
         let h = self.machine.capa()?;
-        let mut caps = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::Capability { capability, .. } = ev {
-                caps.push(capability);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(caps)
+        self.run(h, collect::Capabilities::default()).await
     }
 
     /// `USER` and `PASS`.
@@ -367,71 +353,31 @@ impl Pop3Client {
     /// `STAT`.
     pub async fn stat(&mut self) -> Result<Stat, Error> {
         let h = self.machine.stat()?;
-        let mut stat = None;
-        self.drive(Some(h), |ev| {
-            if let Event::Stat { stat: s, .. } = ev {
-                stat = Some(s);
-            }
-            Ok(())
-        })
-        .await?;
-        stat.ok_or(Error::Closed)
+        self.run(h, collect::StatReply::default()).await
     }
 
     /// `LIST`: every message's size.
     pub async fn list(&mut self) -> Result<Vec<ScanListing>, Error> {
         let h = self.machine.list(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::ListingItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(items)
+        self.run(h, collect::Listing::default()).await
     }
 
     /// `LIST n`.
     pub async fn list_one(&mut self, n: MsgNum) -> Result<ScanListing, Error> {
         let h = self.machine.list(Some(n))?;
-        let mut item = None;
-        self.drive(Some(h), |ev| {
-            if let Event::ListingItem { item: i, .. } = ev {
-                item = Some(i);
-            }
-            Ok(())
-        })
-        .await?;
-        item.ok_or(Error::Closed)
+        self.run(h, collect::OneListing::default()).await
     }
 
     /// `UIDL`: every message's unique-id.
     pub async fn uidl(&mut self) -> Result<Vec<UidListing>, Error> {
         let h = self.machine.uidl(None)?;
-        let mut items = Vec::new();
-        self.drive(Some(h), |ev| {
-            if let Event::UidlItem { item, .. } = ev {
-                items.push(item);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(items)
+        self.run(h, collect::Uids::default()).await
     }
 
     /// `UIDL n`.
     pub async fn uidl_one(&mut self, n: MsgNum) -> Result<UidListing, Error> {
         let h = self.machine.uidl(Some(n))?;
-        let mut item = None;
-        self.drive(Some(h), |ev| {
-            if let Event::UidlItem { item: i, .. } = ev {
-                item = Some(i);
-            }
-            Ok(())
-        })
-        .await?;
-        item.ok_or(Error::Closed)
+        self.run(h, collect::OneUid::default()).await
     }
 
     /// `RETR n`, the message streamed to `f` chunk by chunk; returns its size.
@@ -458,18 +404,16 @@ impl Pop3Client {
     async fn body(
         &mut self,
         h: Handle,
-        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, Error> {
-        let mut total = 0u64;
-        self.drive(Some(h), |ev| {
-            if let Event::BodyChunk { bytes, .. } = ev {
-                total += bytes.len() as u64;
-                f(bytes).map_err(Error::Output)?;
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(total)
+        self.run(h, collect::Body::new(f)).await
+    }
+
+    /// Feeds the events of command `h` to a collector until it is done.
+    async fn run<C: Collect>(&mut self, h: Handle, mut c: C) -> Result<C::Output, Error> {
+        self.drive(Some(h), |ev| c.event(ev).map_err(Error::Output))
+            .await?;
+        c.finish().ok_or(Error::Closed)
     }
 
     /// `RETR n` into an async writer; returns the message size.
