@@ -85,6 +85,15 @@ impl Sink {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| format!("cannot create the Maildir {}: {e}", dir.display()))?;
         }
+        // A fetch killed while writing leaves its message in tmp/, never in new/: it was not
+        // stored, so it is fetched again; the partial file is ours (our name) and goes.
+        if let Ok(entries) = fs::read_dir(dir.join("tmp")) {
+            for e in entries.flatten() {
+                if maildir_key(&e.file_name().to_string_lossy()).is_some() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         let record_path = dir.join(record_name(host, user));
         let (record, mut done) = open_record(&record_path, None)?;
         for sub in ["new", "cur"] {
@@ -92,11 +101,7 @@ impl Sink {
                 .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let key = name
-                    .split('.')
-                    .find_map(|part| part.split_once('U').map(|(_, k)| k))
-                    .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()));
-                if let Some(k) = key {
+                if let Some(k) = maildir_key(&name) {
                     done.insert(k.to_string());
                 }
             }
@@ -240,6 +245,13 @@ impl Sink {
         let data: String = keys.iter().map(|k| format!("D {k}\n")).collect();
         replace_file(&self.record_path, data.as_bytes())
     }
+}
+
+/// The key in a Maildir name written by this fetcher (`….P<pid>U<key>.host`), if any.
+fn maildir_key(name: &str) -> Option<&str> {
+    name.split('.')
+        .find_map(|part| part.split_once('U').map(|(_, k)| k))
+        .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn record_name(host: &str, user: &str) -> String {
