@@ -6,6 +6,11 @@
 //! events to the method until its command is done. Bodies go from that buffer straight to the
 //! caller's writer or callback: never whole in memory.
 //!
+//! Writing and reading alternate rather than overlap: the loop writes all pending output,
+//! then reads. That cannot deadlock against a server blocked writing to us, because what the
+//! machine sends at once is at most its pipelining window of command lines (each at most
+//! `max_command_line` octets), which the socket buffers absorb.
+//!
 //! ```no_run
 //! use pop3_blocking::client::{ClientOptions, Pop3Client, TlsMode};
 //! use pop3_blocking::pop3_tls::{Trust, client_config};
@@ -25,7 +30,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::client::{Client, ClientError, Event, Handle};
 use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
@@ -35,42 +40,7 @@ use rustls::{ClientConnection, StreamOwned};
 
 use crate::stream::{MaybeTls, complete_handshake, timed_out};
 
-/// How the connection is protected.
-#[derive(Debug, Clone)]
-pub enum TlsMode {
-    /// No TLS at all. Passwords cross the network readable.
-    Plain,
-    /// TLS from the first byte (port 995, RFC 8314).
-    Implicit(Arc<rustls::ClientConfig>),
-    /// Plain text, then `STLS` (RFC 2595); an error if the server does not offer it.
-    StartTls(Arc<rustls::ClientConfig>),
-}
-
-/// Connection options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// TLS mode.
-    pub tls: TlsMode,
-    /// The name the certificate must match (and SNI); default: the host of the address.
-    pub server_name: Option<String>,
-    /// The protocol machine's configuration.
-    pub config: ClientConfig,
-    /// How long connecting (TCP and TLS) may take.
-    pub connect_timeout: Duration,
-}
-
-impl ClientOptions {
-    /// Options with this TLS mode and defaults for the rest.
-    pub fn new(tls: TlsMode) -> Self {
-        ClientOptions {
-            tls,
-            server_name: None,
-            config: ClientConfig::default(),
-            connect_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_tls::{ClientOptions, TlsMode};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -116,13 +86,16 @@ pub struct Pop3Client {
     greeting: Option<Greeting>,
 }
 
-fn nonce() -> Vec<u8> {
+/// A SASL client nonce; without the OS random source, no authentication (a guessable nonce
+/// would weaken SCRAM).
+fn nonce() -> Result<Vec<u8>, Error> {
     let mut raw = [0u8; 18];
-    let _ = getrandom::fill(&mut raw);
+    getrandom::fill(&mut raw).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    raw.iter()
+    Ok(raw
+        .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
-        .collect()
+        .collect())
 }
 
 fn tls_client(
@@ -307,7 +280,7 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism.
     pub fn auth(&mut self, creds: ClientCredentials) -> Result<(), Error> {
-        let h = self.machine.auth(creds, &nonce())?;
+        let h = self.machine.auth(creds, &nonce()?)?;
         self.simple(h)
     }
 

@@ -3,9 +3,11 @@
 //! [`pop3_server_core::session::Session`].
 //!
 //! Timers become socket read timeouts; the async backends are driven by
-//! [`pop3_server_core::block_on`]. Shutdown: [`Shutdown::trigger`] stops the accept loop,
-//! sessions get `shutdown_grace` to end, then their sockets are shut down, which ends them
-//! without UPDATE.
+//! [`pop3_server_core::block_on`]. Shutdown: [`Shutdown::trigger`] is an `Arc<AtomicBool>`
+//! that the accept loop polls (a non-blocking accept, checked every 50 ms); sessions get
+//! `shutdown_grace` to end, then the read side of each remaining socket is shut down, which
+//! wakes its thread to end the session with [`Session::shutdown`] (no UPDATE); a thread still
+//! blocked writing to a client that does not read is cut off one second later.
 //!
 //! ```no_run
 //! use pop3_blocking::server::{ServerOptions, Shutdown, serve};
@@ -37,30 +39,7 @@ use rustls::{ServerConnection, StreamOwned};
 
 use crate::stream::{MaybeTls, complete_handshake, timed_out};
 
-/// Accept-loop options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Most connections served at once; more are answered `-ERR [SYS/TEMP]` and closed.
-    pub max_connections: usize,
-    /// A TLS configuration makes plain listeners offer `STLS`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// After shutdown, how long sessions may go on before they are ended (without UPDATE).
-    pub shutdown_grace: Duration,
-    /// How long a TLS handshake may take.
-    pub handshake_timeout: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            max_connections: 256,
-            tls: None,
-            shutdown_grace: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_tls::ServerOptions;
 
 /// Asks a running [`serve`] to stop. Cloning shares the same switch.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +77,7 @@ pub fn serve<A: Authenticator, S: MailStore>(
     let ids = AtomicU64::new(0);
     let local_port = listener.local_addr().ok().map(|a| a.port());
     let mut threads = Vec::new();
+    let ending = Arc::new(AtomicBool::new(false));
     while !shutdown.is_triggered() {
         let mut tcp = match listener.accept() {
             Ok((tcp, _)) => tcp,
@@ -106,7 +86,11 @@ pub fn serve<A: Authenticator, S: MailStore>(
                 threads.retain(|t: &thread::JoinHandle<()>| !t.is_finished());
                 continue;
             }
-            Err(_) => continue,
+            // Out of descriptors and the like: back off rather than spin.
+            Err(_) => {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
         };
         tcp.set_nonblocking(false)?;
         let _ = tcp.set_nodelay(true);
@@ -119,9 +103,10 @@ pub fn serve<A: Authenticator, S: MailStore>(
         if let Ok(clone) = tcp.try_clone() {
             lock(&live).insert(id, clone);
         }
-        let (backend, live, implicit, stls) = (
+        let (backend, live, ending, implicit, stls) = (
             backend.clone(),
             live.clone(),
+            ending.clone(),
             implicit_tls.clone(),
             options.tls.clone(),
         );
@@ -143,7 +128,7 @@ pub fn serve<A: Authenticator, S: MailStore>(
                 },
                 None => MaybeTls::Plain(tcp),
             };
-            let _ = drive(stream, backend, &conn, stls, limit);
+            let _ = drive(stream, backend, &conn, stls, limit, &ending);
             lock(&live).remove(&id);
         }));
     }
@@ -152,7 +137,16 @@ pub fn serve<A: Authenticator, S: MailStore>(
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
-    // Sessions still running are ended: their reads fail, and they close without UPDATE.
+    // Sessions still running are ended: their reads see EOF, and with `ending` set they
+    // call Session::shutdown (no UPDATE).
+    ending.store(true, Ordering::SeqCst);
+    for s in lock(&live).values() {
+        let _ = s.shutdown(NetShutdown::Read);
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
     for s in lock(&live).values() {
         let _ = s.shutdown(NetShutdown::Both);
     }
@@ -191,6 +185,7 @@ pub fn run_connection<A: Authenticator, S: MailStore>(
         &conn,
         stls,
         Duration::from_secs(30),
+        &AtomicBool::new(false),
     )
 }
 
@@ -200,6 +195,7 @@ fn drive<A: Authenticator, S: MailStore>(
     conn: &Connection,
     stls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
+    ending: &AtomicBool,
 ) -> std::io::Result<()> {
     // A client that never reads must not pin the thread: writes time out like reads.
     stream
@@ -241,12 +237,13 @@ fn drive<A: Authenticator, S: MailStore>(
         }
         stream.set_read_timeout(wait)?;
         match stream.read(&mut buf) {
-            Ok(0) => session.handle_eof(Instant::now()),
-            Ok(n) => session.handle_input(&buf[..n], Instant::now()),
+            Ok(n) if n > 0 => session.handle_input(&buf[..n], Instant::now()),
             Err(e) if timed_out(&e) => session.handle_timeout(Instant::now()),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // A reset or a shutdown by the server: the session ends without UPDATE.
-            Err(_) => session.handle_eof(Instant::now()),
+            // The server is shutting down (serve shut the read side): end without UPDATE.
+            _ if ending.load(Ordering::SeqCst) => session.shutdown(),
+            // EOF or a reset: the session ends without UPDATE.
+            _ => session.handle_eof(Instant::now()),
         }
     }
 }

@@ -22,15 +22,18 @@
 //! # }) }
 //! ```
 
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
+use futures_util::AsyncWriteExt;
 use futures_util::future::{Either, select};
-use futures_util::{AsyncReadExt, AsyncWriteExt};
-use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::client::{Client, ClientError, Event, Handle};
 use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
@@ -40,42 +43,7 @@ use pop3_proto::{
 use crate::Runtime;
 use crate::stream::MaybeTls;
 
-/// How the connection is protected.
-#[derive(Debug, Clone)]
-pub enum TlsMode {
-    /// No TLS at all. Passwords cross the network readable.
-    Plain,
-    /// TLS from the first byte (port 995, RFC 8314).
-    Implicit(Arc<rustls::ClientConfig>),
-    /// Plain text, then `STLS` (RFC 2595); an error if the server does not offer it.
-    StartTls(Arc<rustls::ClientConfig>),
-}
-
-/// Connection options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// TLS mode.
-    pub tls: TlsMode,
-    /// The name the certificate must match (and SNI).
-    pub server_name: Option<String>,
-    /// The protocol machine's configuration.
-    pub config: ClientConfig,
-    /// How long the TLS handshake may take.
-    pub connect_timeout: Duration,
-}
-
-impl ClientOptions {
-    /// Options with this TLS mode and defaults for the rest.
-    pub fn new(tls: TlsMode) -> Self {
-        ClientOptions {
-            tls,
-            server_name: None,
-            config: ClientConfig::default(),
-            connect_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_tls::{ClientOptions, TlsMode};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +89,8 @@ pub struct Pop3Client<S, R> {
     machine: Client,
     buf: Box<[u8]>,
     out: Vec<u8>,
+    /// How much of `out` is written.
+    sent: usize,
     greeting: Option<Greeting>,
 }
 
@@ -143,15 +113,21 @@ fn nonce() -> Vec<u8> {
 
 #[cfg(feature = "smol")]
 impl Pop3Client<smol::net::TcpStream, crate::Smol> {
-    /// Connects to `addr` (`host:port`) with smol's TCP, then as
-    /// [`Pop3Client::connect_stream`].
+    /// Connects to `addr` (`host:port`) with smol's TCP (within `options.connect_timeout`),
+    /// then as [`Pop3Client::connect_stream`]. On another runtime, connect its TCP stream and
+    /// call [`Pop3Client::connect_stream`].
     pub async fn connect(addr: &str, options: ClientOptions) -> Result<Self, Error> {
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let tcp = smol::net::TcpStream::connect(addr).await?;
+        let deadline = Instant::now() + options.connect_timeout;
+        let connect = pin!(smol::net::TcpStream::connect(addr));
+        let tcp = match select(connect, crate::Smol.sleep_until(deadline)).await {
+            Either::Left((r, _)) => r?,
+            Either::Right(_) => return Err(Error::Timeout),
+        };
         let _ = tcp.set_nodelay(true);
         let mut options = options;
         options.server_name.get_or_insert(host);
@@ -183,6 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
             machine: Client::new(options.config.clone(), Instant::now()),
             buf: vec![0; READ_BUF].into_boxed_slice(),
             out: Vec::new(),
+            sent: 0,
             greeting: None,
         };
         c.drive(None, |_| Ok(())).await?;
@@ -228,52 +205,88 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
         until: Option<Handle>,
         mut f: impl FnMut(Event<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut failed: Option<StatusLine> = None;
-        loop {
-            while let Some(ev) = self.machine.poll_event() {
-                match ev {
-                    Event::Greeting(g) => {
-                        let line = g.line().clone();
-                        self.greeting = Some(g);
-                        if until.is_none() {
-                            return if line.is_ok() {
-                                Ok(())
-                            } else {
-                                Err(Error::Server(line))
-                            };
-                        }
+        while !self.step(until, &mut f).await? {}
+        Ok(())
+    }
+
+    /// Handles the events the buffered input gives (true when `until` is done), else sends
+    /// and reads once.
+    async fn step(
+        &mut self,
+        until: Option<Handle>,
+        f: &mut dyn FnMut(Event<'_>) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        while let Some(ev) = self.machine.poll_event() {
+            match ev {
+                Event::Greeting(g) => {
+                    let line = g.line().clone();
+                    self.greeting = Some(g);
+                    if until.is_none() {
+                        return if line.is_ok() {
+                            Ok(true)
+                        } else {
+                            Err(Error::Server(line))
+                        };
                     }
-                    Event::Done { handle } if Some(handle) == until => {
-                        return failed.take().map_or(Ok(()), |l| Err(Error::Server(l)));
-                    }
-                    Event::Err { handle, line } if Some(handle) == until => failed = Some(line),
-                    Event::Closed { error } => {
-                        return Err(error.map_or(Error::Closed, Error::Protocol));
-                    }
-                    ev => f(ev)?,
                 }
-            }
-            self.out.clear();
-            self.machine.poll_transmit(Instant::now(), &mut self.out);
-            if !self.out.is_empty() {
-                self.stream.write_all(&self.out).await?;
-                self.stream.flush().await?;
-            }
-            let deadline = self.machine.poll_timeout();
-            let read = self.stream.read(&mut self.buf);
-            let n = match deadline {
-                Some(d) => match select(read, self.runtime.sleep_until(d)).await {
-                    Either::Left((r, _)) => Some(r?),
-                    Either::Right(_) => None,
-                },
-                None => Some(read.await?),
-            };
-            match n {
-                None => self.machine.handle_timeout(Instant::now()),
-                Some(0) => self.machine.handle_eof(Instant::now()),
-                Some(n) => self.machine.handle_input(&self.buf[..n], Instant::now()),
+                Event::Done { handle } if Some(handle) == until => return Ok(true),
+                // Its `Done` follows and is ignored by later commands.
+                Event::Err { handle, line } if Some(handle) == until => {
+                    return Err(Error::Server(line));
+                }
+                Event::Closed { error } => {
+                    return Err(error.map_or(Error::Closed, Error::Protocol));
+                }
+                ev => f(ev)?,
             }
         }
+        self.io_round().await?;
+        Ok(false)
+    }
+
+    /// Sends what the machine wants sent while reading (both at once, so a server blocked
+    /// writing to us never blocks our writes: imap-next#134), racing the machine's deadline,
+    /// then feeds the machine the bytes read, the end of stream or its timeout.
+    async fn io_round(&mut self) -> Result<(), Error> {
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        self.machine.poll_transmit(Instant::now(), &mut self.out);
+        let (stream, out, sent, buf) = (&mut self.stream, &self.out, &mut self.sent, &mut self.buf);
+        let io = std::future::poll_fn(|cx| {
+            while *sent < out.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &out[*sent..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(k)) => *sent += k,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if *sent == out.len() {
+                // TLS keeps records until flushed; pending is fine, the read goes on.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Pin::new(&mut *stream).poll_read(cx, buf)
+        });
+        let n = match self.machine.poll_timeout() {
+            Some(deadline) => match select(pin!(io), self.runtime.sleep_until(deadline)).await {
+                Either::Left((r, _)) => r?,
+                Either::Right(_) => {
+                    self.machine.handle_timeout(Instant::now());
+                    return Ok(());
+                }
+            },
+            None => io.await?,
+        };
+        if n == 0 {
+            self.machine.handle_eof(Instant::now());
+        } else {
+            self.machine.handle_input(&self.buf[..n], Instant::now());
+        }
+        Ok(())
     }
 
     async fn simple(&mut self, h: Handle) -> Result<(), Error> {
@@ -322,10 +335,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
         self.run(h, collect::Listing::default()).await
     }
 
+    /// `LIST n`.
+    pub async fn list_one(&mut self, n: MsgNum) -> Result<ScanListing, Error> {
+        let h = self.machine.list(Some(n))?;
+        self.run(h, collect::OneListing::default()).await
+    }
+
     /// `UIDL`.
     pub async fn uidl(&mut self) -> Result<Vec<UidListing>, Error> {
         let h = self.machine.uidl(None)?;
         self.run(h, collect::Uids::default()).await
+    }
+
+    /// `UIDL n`.
+    pub async fn uidl_one(&mut self, n: MsgNum) -> Result<UidListing, Error> {
+        let h = self.machine.uidl(Some(n))?;
+        self.run(h, collect::OneUid::default()).await
     }
 
     /// `RETR n`, streamed to `f` chunk by chunk; returns the message size.
@@ -362,6 +387,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
         self.drive(Some(h), |ev| c.event(ev).map_err(Error::Output))
             .await?;
         c.finish().ok_or(Error::Closed)
+    }
+
+    /// `RETR n` into an async writer; returns the message size.
+    pub async fn retr_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: MsgNum,
+        w: &mut W,
+    ) -> Result<u64, Error> {
+        let h = self.machine.retr(n)?;
+        self.body_to(h, w).await
+    }
+
+    /// `TOP n lines` into an async writer.
+    pub async fn top_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: MsgNum,
+        lines: u64,
+        w: &mut W,
+    ) -> Result<u64, Error> {
+        let h = self.machine.top(n, lines)?;
+        self.body_to(h, w).await
+    }
+
+    /// Streams a body into an async writer. The machine's chunks borrow its input buffer, so
+    /// each read's worth is copied once into a staging buffer (at most the read buffer's size)
+    /// and written before the next read.
+    async fn body_to<W: AsyncWrite + Unpin>(&mut self, h: Handle, w: &mut W) -> Result<u64, Error> {
+        let mut total = 0u64;
+        let mut staged: Vec<u8> = Vec::with_capacity(READ_BUF);
+        loop {
+            let done = self
+                .step(Some(h), &mut |ev| {
+                    if let Event::BodyChunk { bytes, .. } = ev {
+                        total += bytes.len() as u64;
+                        staged.extend_from_slice(bytes);
+                    }
+                    Ok(())
+                })
+                .await?;
+            w.write_all(&staged).await.map_err(Error::Output)?;
+            staged.clear();
+            if done {
+                w.flush().await.map_err(Error::Output)?;
+                return Ok(total);
+            }
+        }
     }
 
     /// `DELE n`.

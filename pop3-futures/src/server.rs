@@ -66,30 +66,7 @@ impl Listener for smol::net::TcpListener {
     }
 }
 
-/// Accept-loop options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Most connections served at once; more are answered `-ERR [SYS/TEMP]` and closed.
-    pub max_connections: usize,
-    /// A TLS configuration makes plain listeners offer `STLS`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// After shutdown, how long sessions may go on before they are ended (without UPDATE).
-    pub shutdown_grace: Duration,
-    /// How long a TLS handshake may take.
-    pub handshake_timeout: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            max_connections: 1024,
-            tls: None,
-            shutdown_grace: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_tls::ServerOptions;
 
 type Stop = Shared<oneshot::Receiver<()>>;
 

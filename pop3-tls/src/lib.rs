@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
@@ -186,5 +187,70 @@ impl ServerCertVerifier for AcceptAnything {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// How a client protects its connection (the same for every adapter).
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// No TLS at all. Passwords cross the network readable.
+    Plain,
+    /// TLS from the first byte (port 995, RFC 8314).
+    Implicit(Arc<ClientConfig>),
+    /// Plain text, then `STLS` (RFC 2595); an error if the server does not offer it, never a
+    /// fallback to plain text.
+    StartTls(Arc<ClientConfig>),
+}
+
+/// Client connection options, for every adapter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// The name the certificate must match (and SNI); default: the host of the address.
+    pub server_name: Option<String>,
+    /// The protocol machine's configuration (limits, pipelining window, reply deadline).
+    pub config: pop3_proto::client::ClientConfig,
+    /// How long connecting (TCP and TLS) may take.
+    pub connect_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options with this TLS mode and defaults for the rest.
+    pub fn new(tls: TlsMode) -> Self {
+        ClientOptions {
+            tls,
+            server_name: None,
+            config: pop3_proto::client::ClientConfig::default(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Server accept-loop options, for every adapter.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Most connections served at once; more are answered `-ERR [SYS/TEMP]` and closed.
+    pub max_connections: usize,
+    /// A TLS configuration makes plain listeners offer `STLS`.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// After shutdown is requested, how long sessions may go on before they are ended
+    /// (without UPDATE).
+    pub shutdown_grace: Duration,
+    /// How long a TLS handshake may take (incomplete handshakes must not pin connections:
+    /// CVE-2014-3430).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 1024,
+            tls: None,
+            shutdown_grace: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
+        }
     }
 }

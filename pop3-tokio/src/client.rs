@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use pop3_proto::client::{Client, ClientConfig, ClientError, Event, Handle};
+use pop3_proto::client::{Client, ClientError, Event, Handle};
 use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{
@@ -42,43 +42,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::stream::MaybeTls;
 
-/// How the connection is protected.
-#[derive(Debug, Clone)]
-pub enum TlsMode {
-    /// No TLS at all. Passwords cross the network readable.
-    Plain,
-    /// TLS from the first byte (port 995, RFC 8314).
-    Implicit(Arc<rustls::ClientConfig>),
-    /// Plain text, then `STLS` (RFC 2595); an error if the server does not offer it, never a
-    /// fallback to plain text.
-    StartTls(Arc<rustls::ClientConfig>),
-}
-
-/// Connection options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// TLS mode.
-    pub tls: TlsMode,
-    /// The name the certificate must match (and SNI); default: the host of the address.
-    pub server_name: Option<String>,
-    /// The protocol machine's configuration (limits, pipelining window, reply deadline).
-    pub config: ClientConfig,
-    /// How long connecting (TCP and TLS) may take.
-    pub connect_timeout: Option<Duration>,
-}
-
-impl ClientOptions {
-    /// Options with this TLS mode and defaults for the rest.
-    pub fn new(tls: TlsMode) -> Self {
-        ClientOptions {
-            tls,
-            server_name: None,
-            config: ClientConfig::default(),
-            connect_timeout: Some(Duration::from_secs(30)),
-        }
-    }
-}
+pub use pop3_tls::{ClientOptions, TlsMode};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -150,12 +114,9 @@ impl Pop3Client {
             .trim_end_matches(']')
             .to_string();
         let connect = TcpStream::connect(addr);
-        let tcp = match options.connect_timeout {
-            Some(t) => tokio::time::timeout(t, connect)
-                .await
-                .map_err(|_| Error::Timeout)??,
-            None => connect.await?,
-        };
+        let tcp = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| Error::Timeout)??;
         let mut options = options;
         options.server_name.get_or_insert(host);
         Self::connect_stream(tcp, options).await
@@ -563,14 +524,11 @@ async fn handshake(
     config: &Arc<rustls::ClientConfig>,
     name: &str,
     tcp: TcpStream,
-    limit: Option<Duration>,
+    limit: Duration,
 ) -> Result<TlsStream<TcpStream>, Error> {
     let server_name = pop3_tls::server_name(name).map_err(|e| Error::Tls(e.to_string()))?;
     let connect = TlsConnector::from(config.clone()).connect(server_name, tcp);
-    match limit {
-        Some(t) => Ok(tokio::time::timeout(t, connect)
-            .await
-            .map_err(|_| Error::Timeout)??),
-        None => Ok(connect.await?),
-    }
+    Ok(tokio::time::timeout(limit, connect)
+        .await
+        .map_err(|_| Error::Timeout)??)
 }

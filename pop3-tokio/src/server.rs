@@ -33,32 +33,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::stream::MaybeTls;
 
-/// Accept-loop options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Most connections served at once; more are answered `-ERR [SYS/TEMP]` and closed.
-    pub max_connections: usize,
-    /// A TLS configuration makes plain listeners offer `STLS`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// After shutdown is requested, how long sessions may go on before they are ended
-    /// (without UPDATE).
-    pub shutdown_grace: Duration,
-    /// How long a TLS handshake may take (incomplete handshakes must not pin connections:
-    /// CVE-2014-3430).
-    pub handshake_timeout: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            max_connections: 1024,
-            tls: None,
-            shutdown_grace: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_tls::ServerOptions;
 
 /// Serves POP3 on `listener` until `shutdown` completes: implicit TLS when `implicit_tls` is
 /// set, otherwise plain text with `STLS` when `options.tls` is set. On shutdown it stops
