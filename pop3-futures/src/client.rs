@@ -211,10 +211,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
 
     /// Handles the events the buffered input gives (true when `until` is done), else sends
     /// and reads once.
-    async fn step(
+    async fn step<F: FnMut(Event<'_>) -> Result<(), Error>>(
         &mut self,
         until: Option<Handle>,
-        f: &mut dyn FnMut(Event<'_>) -> Result<(), Error>,
+        f: &mut F,
     ) -> Result<bool, Error> {
         while let Some(ev) = self.machine.poll_event() {
             match ev {

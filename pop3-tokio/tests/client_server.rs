@@ -386,3 +386,32 @@ async fn connection_limit_and_idle_timeout() {
     .await
     .unwrap();
 }
+
+/// The client's futures are `Send`: a session can run in `tokio::spawn` on a multi-threaded
+/// runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sessions_run_in_spawned_tasks() {
+    let f = fixture(None, policy(), ServerOptions::default()).await;
+    let (addr, opts) = f.options("implicit");
+    let task = tokio::spawn(async move {
+        let mut c = Pop3Client::connect(&addr, opts).await?;
+        c.login("alice", "pw").await?;
+        let mut body = Vec::new();
+        c.retr_with(n(1), |d| {
+            body.extend_from_slice(d);
+            Ok(())
+        })
+        .await?;
+        let stat = c.stat().await?;
+        c.quit().await?;
+        Ok::<_, Error>((stat.count, body))
+    });
+    let (count, body) = tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 2);
+    assert_eq!(body, SMALL);
+    f.stop().await;
+}

@@ -1,0 +1,204 @@
+//! `pop3-bench`: a load generator for any POP3 server.
+//!
+//! N sessions, C at a time, each on its own user (`USER_PREFIX{i % users}`, so maildrop locks
+//! do not serialise them). Modes:
+//! - `short`: log in, STAT, QUIT;
+//! - `full`: log in, STAT, UIDL, RETR every message, QUIT (nothing deleted);
+//! - `idle`: log in and hold the session for `--hold` seconds, then QUIT (memory per session).
+//!
+//! Prints sessions/s, messages/s, MB/s, and p50/p99 of login and RETR latency.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use pop3_tls::{ClientOptions, TlsMode, Trust};
+use pop3_tokio::client::Pop3Client;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    Short,
+    Full,
+    Idle,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum Tls {
+    None,
+    Implicit,
+    Starttls,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "pop3-bench", about = "Load generator for POP3 servers")]
+struct Args {
+    /// Server address, host:port.
+    #[arg(long)]
+    addr: String,
+    /// Users are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "user")]
+    user_prefix: String,
+    /// How many distinct users.
+    #[arg(long, default_value_t = 1)]
+    users: usize,
+    /// Their password.
+    #[arg(long)]
+    password: String,
+    /// Sessions in all.
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    /// Sessions at once.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// What each session does.
+    #[arg(long, value_enum, default_value_t = Mode::Short)]
+    mode: Mode,
+    /// TLS.
+    #[arg(long, value_enum, default_value_t = Tls::None)]
+    tls: Tls,
+    /// CA certificate (PEM) for TLS; otherwise certificates are not verified (benchmarks only).
+    #[arg(long)]
+    ca_file: Option<String>,
+    /// Idle mode: seconds to hold each session.
+    #[arg(long, default_value_t = 10)]
+    hold: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    login: Vec<Duration>,
+    retr: Vec<Duration>,
+    messages: u64,
+    bytes: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
+async fn session(
+    args: &Args,
+    i: usize,
+    opts: ClientOptions,
+    stats: &Mutex<Stats>,
+) -> Result<(), String> {
+    let user = format!("{}{}", args.user_prefix, i % args.users.max(1));
+    let t0 = Instant::now();
+    let mut c = Pop3Client::connect(&args.addr, opts)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    c.login(&user, &args.password)
+        .await
+        .map_err(|e| format!("login {user}: {e}"))?;
+    let login = t0.elapsed();
+    let mut retr = Vec::new();
+    let (mut messages, mut bytes) = (0, 0);
+    c.stat().await.map_err(|e| format!("stat: {e}"))?;
+    match args.mode {
+        Mode::Short => {}
+        Mode::Idle => tokio::time::sleep(Duration::from_secs(args.hold)).await,
+        Mode::Full => {
+            let uidl = c.uidl().await.map_err(|e| format!("uidl: {e}"))?;
+            for u in uidl {
+                let t = Instant::now();
+                bytes += c
+                    .retr_with(u.msg, |_| Ok(()))
+                    .await
+                    .map_err(|e| format!("retr: {e}"))?;
+                retr.push(t.elapsed());
+                messages += 1;
+            }
+        }
+    }
+    c.quit().await.map_err(|e| format!("quit: {e}"))?;
+    let mut s = stats.lock().await;
+    s.login.push(login);
+    s.retr.extend(retr);
+    s.messages += messages;
+    s.bytes += bytes;
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Arc::new(Args::parse());
+    let trust = match &args.ca_file {
+        Some(f) => Trust::CaPem(std::fs::read(f)?),
+        None => Trust::DangerousAcceptAnyCertificate,
+    };
+    let cfg = pop3_tls::client_config(&trust)?;
+    let mode = match args.tls {
+        Tls::None => TlsMode::Plain,
+        Tls::Implicit => TlsMode::Implicit(cfg),
+        Tls::Starttls => TlsMode::StartTls(cfg),
+    };
+    let mut opts = ClientOptions::new(mode);
+    opts.server_name = Some("localhost".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut workers = Vec::new();
+        for _ in 0..args.concurrency.max(1) {
+            let (args, stats, next, opts) =
+                (args.clone(), stats.clone(), next.clone(), opts.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= args.sessions {
+                        break;
+                    }
+                    if let Err(e) = session(&args, i, opts.clone(), &stats).await {
+                        let mut s = stats.lock().await;
+                        s.errors += 1;
+                        s.first_error.get_or_insert(e);
+                    }
+                }
+            }));
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut s = rt.block_on(stats.lock()).clone_out();
+    let ok = s.login.len();
+    println!(
+        "sessions {ok} ok, {} failed in {secs:.2} s: {:.1} sessions/s, {:.1} messages/s, {:.1} MB/s",
+        s.errors,
+        ok as f64 / secs,
+        s.messages as f64 / secs,
+        s.bytes as f64 / 1e6 / secs
+    );
+    println!(
+        "login p50 {:.2} ms p99 {:.2} ms; RETR p50 {:.2} ms p99 {:.2} ms",
+        pct(&mut s.login, 0.5),
+        pct(&mut s.login, 0.99),
+        pct(&mut s.retr, 0.5),
+        pct(&mut s.retr, 0.99)
+    );
+    if let Some(e) = &s.first_error {
+        println!("first error: {e}");
+    }
+    Ok(())
+}
+
+impl Stats {
+    fn clone_out(&mut self) -> Stats {
+        std::mem::take(self)
+    }
+}
