@@ -1,9 +1,31 @@
-//! `pop3 fetch`: mail from a POP3 server into a Maildir or an mbox, pipelined, and never lost
-//! (see `sink` for how each message is stored durably and exactly once).
+//! `pop3 fetch`: mail from a POP3 server into a Maildir or an mbox, pipelined, and never lost.
+//!
+//! The order of a run, and why a kill (SIGKILL, power loss) at any point is safe:
+//!
+//! 1. Open and lock the destination and its record (`sink`), before connecting: a second
+//!    fetch of the same account into it fails or waits instead of interleaving.
+//! 2. Connect (TLS as asked: STLS is required for `pop3://` unless `--tls none`), log in,
+//!    `LIST` and `UIDL`. A message whose key (host, user, UIDL) the destination already
+//!    holds was stored by an earlier run that did not get as far as its QUIT: it is not
+//!    fetched again, only deleted (without `--keep`).
+//! 3. `RETR` the rest, pipelined; each message is made durable (Maildir: `tmp/`, fsync,
+//!    rename into `new/`, fsync of `new/`; mbox: append, fsync) and its key recorded as it
+//!    ends. Nothing is deleted yet: a kill here leaves every message on the server and the
+//!    stored ones recognisable.
+//! 4. Sync the record, then send the `DELE`s, only for messages stored durably (now or
+//!    before), then `QUIT`: the server deletes only at that QUIT (RFC 1939 §6), so a kill
+//!    before it deletes nothing, and the next run skips and deletes the stored ones.
+//! 5. After the QUIT, rewrite the record (atomically) with the keys of stored messages still
+//!    on the server (with `--keep`, all of them). A kill before this step leaves keys of
+//!    deleted messages, which are dropped when the server no longer lists them.
+//!
+//! Hence every message ends up exactly once in the destination and, without `--keep`, off
+//! the server, as long as the server's UIDLs are stable (RFC 1939 §7 requires it). Without
+//! UIDL a message has no identity across runs; a warning says so.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{MsgNum, Secret};
@@ -105,8 +127,9 @@ async fn login(c: &mut Pop3Client, args: &FetchArgs, url: &PopUrl) -> Result<(),
     let offered = |m: &str| mechs.iter().any(|x| x == m);
     if let Some(cmd) = &args.oauth2_token_command {
         let token = Secret::new(command_output(cmd)?);
-        let creds = if offered("OAUTHBEARER") && !offered("XOAUTH2")
-            || url.auth.as_deref() == Some("OAUTHBEARER")
+        let named = url.auth.as_deref().map(str::to_ascii_uppercase);
+        let creds = if named.as_deref() == Some("OAUTHBEARER")
+            || named.is_none() && offered("OAUTHBEARER") && !offered("XOAUTH2")
         {
             ClientCredentials::OAuthBearer {
                 user,
@@ -168,49 +191,103 @@ async fn login(c: &mut Pop3Client, args: &FetchArgs, url: &PopUrl) -> Result<(),
             })
             .await?
         }
+        "XOAUTH2" | "OAUTHBEARER" => {
+            return Err(format!("{wanted} needs --oauth2-token-command CMD").into());
+        }
         other => return Err(format!("unsupported mechanism {other}").into()),
     }
     Ok(())
 }
 
-/// A progress line on a terminal.
+/// `512 B`, `12.3 kB`, `4.5 MB`.
+fn human(bytes: f64) -> String {
+    if bytes < 1e3 {
+        format!("{bytes:.0} B")
+    } else if bytes < 1e6 {
+        format!("{:.1} kB", bytes / 1e3)
+    } else {
+        format!("{:.1} MB", bytes / 1e6)
+    }
+}
+
+/// A progress line on a terminal: messages, megabytes, rate; redrawn at most ten times a
+/// second.
 struct Progress {
     on: bool,
     start: Instant,
+    last_draw: Option<Instant>,
     total: usize,
+    total_bytes: u64,
     done: usize,
     bytes: u64,
 }
 
 impl Progress {
-    fn show(&self) {
-        if self.on {
-            let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-            eprint!(
-                "\r{}/{} messages, {:.1} MB, {:.1} MB/s   ",
-                self.done,
-                self.total,
-                self.bytes as f64 / 1e6,
-                self.bytes as f64 / 1e6 / secs
-            );
-            let _ = std::io::stderr().flush();
+    fn show(&mut self, force: bool) {
+        if !self.on {
+            return;
         }
+        let now = Instant::now();
+        if !force
+            && self
+                .last_draw
+                .is_some_and(|t| now - t < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        let width = 24;
+        let filled = (self.bytes.min(self.total_bytes) * width as u64)
+            .checked_div(self.total_bytes)
+            .map_or(width, |f| f as usize);
+        eprint!(
+            "\r[{}{}] {}/{} messages, {} of {}, {}/s   ",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            self.done,
+            self.total,
+            human(self.bytes as f64),
+            human(self.total_bytes as f64),
+            human(self.bytes as f64 / secs)
+        );
+        let _ = std::io::stderr().flush();
     }
 }
 
 fn describe(e: ClientError, what: &str) -> Error {
     match e {
         ClientError::Server(line) => format!("{what}: the server said -ERR {}", line.text()).into(),
+        ClientError::Closed => format!("{what}: the server closed the connection").into(),
         other if other.to_string().contains("invalid peer certificate") => format!(
             "{what}: {other} (the server's certificate is not trusted: --ca-file PEM names its CA)"
+        )
+        .into(),
+        other if other.to_string().contains("corrupt message") => format!(
+            "{what}: {other} (the server does not speak TLS here: pop3s:// expects TLS from the first byte; try pop3:// for STLS)"
         )
         .into(),
         other => format!("{what}: {other}").into(),
     }
 }
 
+fn open_sink(args: &FetchArgs, url: &PopUrl, user: &str) -> Result<Sink, Error> {
+    Ok(match (&args.maildir, &args.mbox) {
+        (Some(dir), _) => Sink::maildir(dir, &url.host, user)?,
+        (None, Some(file)) => Sink::mbox(file, &url.host, user)?,
+        (None, None) => return Err("no destination: --maildir DIR or --mbox FILE".into()),
+    })
+}
+
 async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
-    let mut options = ClientOptions::new(tls_mode(&args, &url)?);
+    let tls = tls_mode(&args, &url)?;
+    // The destination first: a locked or unwritable one fails before any login.
+    let user = url
+        .user
+        .clone()
+        .ok_or("the URL names no user (pop3://user@host)")?;
+    let mut sink = open_sink(&args, &url, &user)?;
+    let mut options = ClientOptions::new(tls);
     options.server_name = Some(url.host.clone());
     let addr = if url.host.contains(':') {
         format!("[{}]:{}", url.host, url.port)
@@ -226,25 +303,31 @@ async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
     login(&mut c, &args, &url)
         .await
         .map_err(|e| format!("login failed: {e}"))?;
-    let user = url.user.clone().unwrap_or_default();
-    let mut sink = match (&args.maildir, &args.mbox) {
-        (Some(dir), _) => Sink::maildir(dir, &url.host, &user)?,
-        (None, Some(file)) => Sink::mbox(file, &url.host, &user)?,
-        (None, None) => return Err("no destination: --maildir DIR or --mbox FILE".into()),
-    };
     let list = c.list().await.map_err(|e| describe(e, "LIST"))?;
     // Without UIDL nothing can be recognised again: every message counts as new.
-    let uidl = c.uidl().await.unwrap_or_default();
-    let uid_of = |m: MsgNum| {
-        uidl.iter()
-            .find(|u| u.msg == m)
-            .map(|u| u.uid.as_str().to_string())
+    let uidl = match c.uidl().await {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!(
+                "pop3: warning: the server has no UIDL ({e}): messages cannot be recognised across runs{}",
+                if args.keep {
+                    ", so --keep fetches them all again"
+                } else {
+                    ""
+                }
+            );
+            Vec::new()
+        }
     };
+    let uids: HashMap<MsgNum, String> = uidl
+        .iter()
+        .map(|u| (u.msg, u.uid.as_str().to_string()))
+        .collect();
     let mut live = HashSet::new();
     let mut to_fetch = Vec::new();
     let mut to_delete = Vec::new();
     for item in &list {
-        let k = uid_of(item.msg).map(|u| key(&url.host, &user, &u));
+        let k = uids.get(&item.msg).map(|u| key(&url.host, &user, u));
         if let Some(k) = &k {
             live.insert(k.clone());
             if sink.has(k) {
@@ -255,6 +338,7 @@ async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
                 continue;
             }
         }
+        let k = k.unwrap_or_else(|| key(&url.host, &user, &format!("no-uidl-{}", item.msg)));
         to_fetch.push((item.msg, k, item.size));
     }
     if let Some(limit) = args.limit {
@@ -263,53 +347,64 @@ async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
     let mut progress = Progress {
         on: !args.quiet && std::io::stderr().is_terminal(),
         start: Instant::now(),
+        last_draw: None,
         total: to_fetch.len(),
+        total_bytes: to_fetch.iter().map(|(_, _, size)| *size).sum(),
         done: 0,
         bytes: 0,
     };
     let msgs: Vec<MsgNum> = to_fetch.iter().map(|(m, _, _)| *m).collect();
-    let keys: Vec<String> = to_fetch
-        .iter()
-        .map(|(m, k, _)| {
-            k.clone()
-                .unwrap_or_else(|| key(&url.host, &user, &format!("msg-{m}")))
-        })
-        .collect();
+    let index: HashMap<MsgNum, usize> = msgs.iter().enumerate().map(|(i, m)| (*m, i)).collect();
     let mut started = None;
     let mut stored = Vec::new();
     let r = c
         .fetch_many(&msgs, |m, chunk| {
-            let idx = msgs.iter().position(|x| *x == m).unwrap_or(0);
+            let k = index
+                .get(&m)
+                .map(|i| to_fetch[*i].1.as_str())
+                .ok_or_else(|| std::io::Error::other("a message that was not asked for"))?;
+            if started != Some(m) {
+                sink.begin(k)?;
+                started = Some(m);
+            }
             match chunk {
                 Chunk::Data(d) => {
-                    if started != Some(m) {
-                        sink.begin(&keys[idx])?;
-                        started = Some(m);
-                    }
                     progress.bytes += d.len() as u64;
+                    progress.show(false);
                     sink.write(d)
                 }
                 Chunk::End => {
-                    if started != Some(m) {
-                        sink.begin(&keys[idx])?;
-                    }
                     started = None;
-                    sink.finish(&keys[idx])?;
+                    sink.finish(k)?;
                     stored.push(m);
                     progress.done += 1;
-                    progress.show();
+                    progress.show(false);
                     Ok(())
                 }
             }
         })
         .await;
     if progress.on {
+        progress.show(true);
         eprintln!();
     }
-    if let Err(e) = r {
-        sink.abort();
-        return Err(describe(e, "retrieving messages"));
+    let mut failure = None;
+    match r {
+        Ok(()) => {}
+        // The connection is still good: delete what was stored, then report.
+        Err(ClientError::Server(line)) => {
+            sink.abort();
+            failure = Some(describe(ClientError::Server(line), "retrieving messages"));
+        }
+        Err(e) => {
+            sink.abort();
+            let _ = sink.sync_record();
+            return Err(describe(e, "retrieving messages"));
+        }
     }
+    // Before any DELE: the next run must know what is stored even if this one dies now.
+    sink.sync_record()
+        .map_err(|e| format!("cannot write the record: {e}"))?;
     if !args.keep {
         to_delete.extend(stored.iter().copied());
         to_delete.sort();
@@ -323,23 +418,27 @@ async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
         .map_err(|e| describe(e, "QUIT (deleting the fetched messages)"))?;
     if !args.keep {
         for m in &to_delete {
-            if let Some(u) = uid_of(*m) {
-                live.remove(&key(&url.host, &user, &u));
+            if let Some(u) = uids.get(m) {
+                live.remove(&key(&url.host, &user, u));
             }
         }
     }
-    sink.compact(&live)?;
+    sink.compact(&live)
+        .map_err(|e| format!("cannot rewrite the record: {e}"))?;
+    let deleted = if args.keep { 0 } else { to_delete.len() };
     if !args.quiet {
         let secs = progress.start.elapsed().as_secs_f64();
-        let deleted = if args.keep { 0 } else { to_delete.len() };
         println!(
-            "{} messages fetched ({:.1} MB in {:.1} s), {} deleted from the server, {} left",
+            "{} messages fetched ({} in {:.1} s), {} deleted from the server, {} left",
             stored.len(),
-            progress.bytes as f64 / 1e6,
+            human(progress.bytes as f64),
             secs,
             deleted,
             list.len() - deleted
         );
     }
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -26,6 +26,12 @@ enum Cmd {
     /// Serve Maildirs over POP3. With no arguments: a demo in ./pop3-demo/.
     Serve(ServeArgs),
     /// Fetch mail from a POP3 server into a Maildir or an mbox.
+    ///
+    /// Each message is durable in the destination before its DELE is sent, and deletions take
+    /// effect only at the QUIT after all of them: a fetch killed at any moment and run again
+    /// ends with every message exactly once. The login mechanism is the URL's `;AUTH=` or the
+    /// strongest the server offers (SCRAM-SHA-256, CRAM-MD5, PLAIN, USER/PASS); without a
+    /// password option the password is asked for on the terminal.
     Fetch(FetchArgs),
 }
 
@@ -82,6 +88,7 @@ enum TlsArg {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("secret").multiple(false)))]
 struct FetchArgs {
     /// pop3://[user[;AUTH=mechanism]@]host[:port] or pop3s://...
     url: String,
@@ -100,16 +107,16 @@ struct FetchArgs {
     #[arg(long)]
     keep: bool,
     /// Password from this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", group = "secret")]
     password_env: Option<String>,
     /// Password from the first line of this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "secret")]
     password_file: Option<PathBuf>,
     /// Password from the output of this command.
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", group = "secret")]
     password_command: Option<String>,
     /// OAuth 2 bearer token from the output of this command (XOAUTH2 or OAUTHBEARER).
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", group = "secret")]
     oauth2_token_command: Option<String>,
     /// TLS mode (default: implicit for pop3s://, starttls for pop3://).
     #[arg(long, value_enum)]

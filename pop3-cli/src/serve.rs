@@ -35,12 +35,16 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         && args.users.is_none();
     if is_demo {
         let d = demo::setup(Path::new("pop3-demo"))?;
-        // The demo listens on loopback only, so plaintext passwords never leave the machine.
+        // Undocumented: tests (and busy machines) move the demo's ports.
         args.listen =
             vec![std::env::var("POP3_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:1110".into())];
         args.tls_listen =
             vec![std::env::var("POP3_DEMO_TLS_LISTEN").unwrap_or_else(|_| "127.0.0.1:1995".into())];
-        args.allow_plaintext_auth = true;
+        // Plaintext passwords only on loopback, where they never cross a network.
+        args.allow_plaintext_auth = args.listen.iter().chain(&args.tls_listen).all(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback())
+        });
         args.maildir_root = Some(d.root);
         args.users = Some(d.users);
         args.cert = Some(d.cert);
@@ -78,6 +82,7 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let mut signals = Signals::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
         let mut bound = Vec::new();
@@ -108,55 +113,101 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         if is_demo {
             print_demo(&bound);
         }
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!(
-            "shutting down: no new connections; sessions that do not QUIT commit nothing"
+            "shutting down: no new connections; sessions that do not QUIT commit nothing (a second signal stops at once)"
         );
         let _ = stop_tx.send(true);
-        for s in servers {
-            let _ = s.await;
+        let all = async {
+            for s in servers {
+                let _ = s.await;
+            }
+        };
+        tokio::select! {
+            () = all => {}
+            // Ending the process commits nothing either: deletions happen only on QUIT.
+            () = signals.next() => tracing::info!("second signal: stopping now"),
         }
         Ok::<(), Error>(())
     })
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened to from before the first listener is bound (a signal that
+/// came before would otherwise end the process by its default action).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let handlers = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            Signals { handlers }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.handlers {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
-#[allow(clippy::print_stdout)]
+/// How to call this program again in a printed command: `pop3` when it was found on the
+/// `PATH`, else the path it was started by (`target/debug/pop3` under `cargo run`).
+fn self_name() -> String {
+    let arg0 = std::env::args().next().unwrap_or_default();
+    if arg0.is_empty() || !arg0.contains('/') {
+        "pop3".into()
+    } else {
+        arg0
+    }
+}
+
 fn print_demo(bound: &[(std::net::SocketAddr, bool)]) {
-    let plain = bound
+    let port = |tls: bool, default: u16| {
+        bound
+            .iter()
+            .find(|(_, t)| *t == tls)
+            .map_or(default, |(a, _)| a.port())
+    };
+    let (plain, tls) = (port(false, 1110), port(true, 1995));
+    let me = self_name();
+    let messages = ["new", "cur"]
         .iter()
-        .find(|(_, t)| !t)
-        .map(|(a, _)| a.port())
-        .unwrap_or(1110);
-    let tls = bound
-        .iter()
-        .find(|(_, t)| *t)
-        .map(|(a, _)| a.port())
-        .unwrap_or(1995);
-    println!("pop3 demo server: user demo, password demo, mail in ./pop3-demo/mail/demo");
-    println!("  plain text + STLS on 127.0.0.1:{plain}, implicit TLS on 127.0.0.1:{tls}");
+        .filter_map(|d| std::fs::read_dir(Path::new("pop3-demo/mail/demo").join(d)).ok())
+        .map(|d| d.count())
+        .sum::<usize>();
+    println!(
+        "pop3 demo server: user demo, password demo, {messages} messages in ./pop3-demo/mail/demo"
+    );
+    if messages == 0 {
+        println!("  (the demo maildir is empty: remove ./pop3-demo to start over)");
+    }
+    println!("  127.0.0.1:{plain}: plain text with STLS; 127.0.0.1:{tls}: implicit TLS");
+    println!("  certificate: ./pop3-demo/cert.pem (self-signed for localhost and 127.0.0.1)");
     println!();
     println!("Try it:");
-    println!("  curl --cacert pop3-demo/cert.pem pop3s://127.0.0.1:{tls}/1 -u demo:demo");
+    println!("  curl -k --ssl-reqd pop3://127.0.0.1:{plain}/1 -u demo:demo");
     println!(
-        "  DEMO_PASSWORD=demo cargo run --release -p pop3-cli -- fetch pop3s://demo@127.0.0.1:{tls} --ca-file pop3-demo/cert.pem --password-env DEMO_PASSWORD --keep --maildir ./fetched"
+        "  DEMO_PASSWORD=demo {me} fetch pop3s://demo@127.0.0.1:{tls} --insecure --keep --password-env DEMO_PASSWORD --maildir ./mail"
     );
     println!();
     println!("Ctrl-C stops the server.");

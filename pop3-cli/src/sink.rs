@@ -1,31 +1,41 @@
 //! Where fetched mail goes, durably and exactly once.
 //!
 //! Every message is identified by a key: the first 16 octets of SHA-256(host, user, UIDL), in
-//! hex. The key makes a rerun after a crash skip what is already stored, however the earlier
-//! run ended:
+//! hex (a UIDL may hold `/` and `:`, which a file name cannot; the hash also keeps two accounts
+//! apart in one Maildir). The key makes a rerun after a crash skip what is already stored,
+//! however the earlier run ended.
 //!
-//! - **Maildir**: a message is written to `tmp/`, synced, renamed into `new/` under a name
-//!   that carries its key (`….U<key>.host`), and the directory is synced. On start the names in
-//!   `new/` and `cur/` are scanned, so a message stored just before a kill is never fetched
-//!   again, even if nothing else recorded it.
-//! - **mbox** (mboxrd): appended under an exclusive lock. Before appending, the record gets
-//!   `P <key> <offset>` (synced); after the append is synced, `D <key>`. A `P` without its `D`
-//!   on start means the append may be partial: the mbox is truncated back to the offset and the
-//!   message fetched again.
+//! - **Maildir**: a message is written to `tmp/` (CRLF line ends turned into LF, as mail is
+//!   stored on Unix), synced, renamed into `new/` under a name that carries its key
+//!   (`….U<key>.host`), and `new/` is synced. On start the names in `new/` and `cur/` are
+//!   scanned, so a message stored just before a kill is never fetched again even if nothing
+//!   else recorded it (a mail reader moving it to `cur/` keeps the name). A file a kill left in
+//!   `tmp/` is removed when its message is fetched again.
+//! - **mbox** (mboxrd): appended under an exclusive lock ([`File::lock`], waited for). Before
+//!   appending, the record gets `P <key> <offset>` (synced); after the append is synced,
+//!   `D <key>` (synced). A `P` without its `D` on start means the append may be partial: the
+//!   mbox is cut back to that offset and the message fetched again.
 //!
-//! The record (`.pop3-uidl-<host>-<user>` beside the destination) also remembers, for
-//! `--keep`, what was fetched before; at the end it is rewritten (temporary file, sync, rename,
-//! directory sync) with only the keys still on the server.
+//! The record (`.pop3-uidl-<host>-<user>` in the Maildir, `FILE.pop3-uidl-<host>-<user>` beside
+//! an mbox) lists the keys stored (`D <key>`): the messages stored but maybe not yet deleted
+//! from the server, and, for `--keep`, what was fetched before. It is synced before `QUIT`
+//! ([`Sink::sync_record`]) and at the end rewritten atomically (temporary file, sync, rename,
+//! directory sync) with only the keys still on the server. It is locked for the whole run, so
+//! two fetches of one account into one destination cannot interleave.
 //!
-//! Deletions are sent only for messages whose storage is durable, and take effect only with
-//! the QUIT after all of them: a kill at any point leaves every message either on the server,
-//! or stored (and skipped next time), or both — never neither, never twice.
+//! Why nothing is lost or duplicated: the DELEs are sent only for messages whose storage is
+//! durable, and the server applies them only at the QUIT after all of them. A kill before that
+//! QUIT leaves every message on the server; the stored ones are found by key on the next run
+//! and deleted there instead of fetched again. A kill after the QUIT leaves the keys of deleted
+//! messages in the record: harmless, they are dropped when the server no longer lists them.
+//! Without UIDL support on the server a message has no stable identity, so a rerun after a
+//! kill between store and QUIT can fetch it twice; `pop3 fetch` warns about this.
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -48,18 +58,64 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` atomically with `data`.
 fn replace_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    sync_dir(parent.unwrap_or(Path::new(".")))
+}
+
+/// The key in one of our Maildir file names (`….U<key>.host`), if it is one of ours.
+fn key_in_name(name: &str) -> Option<&str> {
+    name.split('.')
+        .find_map(|part| part.rsplit_once('U').map(|(_, k)| k))
+        .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Turns CRLF into LF across chunk boundaries (a CR alone is kept).
+#[derive(Default)]
+struct Unixify {
+    pending_cr: bool,
+}
+
+impl Unixify {
+    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        for &b in data {
+            if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                out.push(b'\r');
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.pending_cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
+struct MaildirMessage {
+    out: BufWriter<File>,
+    tmp: PathBuf,
+    name: String,
+    unix: Unixify,
 }
 
 enum Kind {
     Maildir {
         dir: PathBuf,
-        current: Option<(BufWriter<File>, PathBuf, String)>,
+        current: Option<MaildirMessage>,
+        /// Files a killed run left in `tmp/`, by key.
+        stale_tmp: HashMap<String, Vec<PathBuf>>,
     },
     Mbox {
         file: File,
@@ -72,10 +128,14 @@ enum Kind {
 pub(crate) struct Sink {
     kind: Kind,
     record_path: PathBuf,
+    /// Open for appending, and locked for the run.
     record: File,
     /// Keys stored (durably) in this or an earlier run.
     done: HashSet<String>,
     hostname: String,
+    /// Messages begun in this run.
+    count: u64,
+    scratch: Vec<u8>,
 }
 
 impl Sink {
@@ -85,24 +145,34 @@ impl Sink {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| format!("cannot create the Maildir {}: {e}", dir.display()))?;
         }
-        // A fetch killed while writing leaves its message in tmp/, never in new/: it was not
-        // stored, so it is fetched again; the partial file is ours (our name) and goes.
-        if let Ok(entries) = fs::read_dir(dir.join("tmp")) {
-            for e in entries.flatten() {
-                if maildir_key(&e.file_name().to_string_lossy()).is_some() {
-                    let _ = fs::remove_file(e.path());
+        let record_path = dir.join(record_name(host, user));
+        let (record, mut done) = open_record(&record_path, None)?;
+        let read = |sub: &str| {
+            fs::read_dir(dir.join(sub))
+                .map_err(|e| format!("cannot read {}: {e}", dir.join(sub).display()))
+        };
+        for sub in ["new", "cur"] {
+            for e in read(sub)?.flatten() {
+                if let Some(k) = key_in_name(&e.file_name().to_string_lossy()) {
+                    done.insert(k.to_string());
                 }
             }
         }
-        let record_path = dir.join(record_name(host, user));
-        let (record, mut done) = open_record(&record_path, None)?;
-        for sub in ["new", "cur"] {
-            let entries = fs::read_dir(dir.join(sub))
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(k) = maildir_key(&name) {
-                    done.insert(k.to_string());
+        let mut stale_tmp: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for e in read("tmp")?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(k) = key_in_name(&name) {
+                // The Maildir rule: anything in tmp/ older than 36 hours is garbage.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(36 * 3600));
+                if old {
+                    let _ = fs::remove_file(e.path());
+                } else {
+                    stale_tmp.entry(k.to_string()).or_default().push(e.path());
                 }
             }
         }
@@ -110,11 +180,14 @@ impl Sink {
             kind: Kind::Maildir {
                 dir: dir.to_path_buf(),
                 current: None,
+                stale_tmp,
             },
             record_path,
             record,
             done,
             hostname: local_hostname(),
+            count: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -126,13 +199,26 @@ impl Sink {
             .create(true)
             .open(path)
             .map_err(|e| format!("cannot open the mbox {}: {e}", path.display()))?;
-        file.try_lock()
-            .map_err(|_| format!("the mbox {} is locked by another program", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                eprintln!(
+                    "pop3: waiting for the lock on {} (another program is writing it)",
+                    path.display()
+                );
+                file.lock()
+                    .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
         let name = format!(
-            "{}.{}",
+            "{}{}",
             path.file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default(),
+            // `FILE.pop3-uidl-…`
             record_name(host, user)
         );
         let record_path = path.with_file_name(name);
@@ -143,6 +229,8 @@ impl Sink {
             record,
             done,
             hostname: local_hostname(),
+            count: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -154,27 +242,47 @@ impl Sink {
     /// Starts storing a message.
     pub(crate) fn begin(&mut self, key: &str) -> std::io::Result<()> {
         match &mut self.kind {
-            Kind::Maildir { dir, current } => {
+            Kind::Maildir {
+                dir,
+                current,
+                stale_tmp,
+            } => {
+                // A partial copy of this very message from a killed run.
+                for old in stale_tmp.remove(key).unwrap_or_default() {
+                    let _ = fs::remove_file(old);
+                }
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default();
+                // Unique by time, process and a counter (`Q`, as Dovecot does).
+                self.count += 1;
                 let name = format!(
-                    "{}.M{}P{}U{key}.{}",
+                    "{}.M{:06}P{}Q{}U{key}.{}",
                     now.as_secs(),
                     now.subsec_micros(),
                     std::process::id(),
+                    self.count,
                     self.hostname
                 );
-                let path = dir.join("tmp").join(&name);
-                *current = Some((BufWriter::new(File::create(&path)?), path, name));
+                let tmp = dir.join("tmp").join(&name);
+                let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+                *current = Some(MaildirMessage {
+                    out: BufWriter::with_capacity(64 * 1024, f),
+                    tmp,
+                    name,
+                    unix: Unixify::default(),
+                });
             }
             Kind::Mbox { file, out } => {
                 let offset = file.seek(SeekFrom::End(0))?;
-                writeln!(self.record, "P {key} {offset}")?;
+                // One write per line: a kill never leaves half of one (and see `open_record`).
+                self.record
+                    .write_all(format!("P {key} {offset}\n").as_bytes())?;
                 self.record.sync_data()?;
-                let mut w = MboxWriter::new();
-                w.start(file)?;
-                *out = Some((w, offset));
+                // A `From ` line must start a line, after a blank one.
+                let gap = separator_gap(file, offset)?;
+                file.write_all(gap)?;
+                *out = Some((MboxWriter::new(), offset));
             }
         }
         Ok(())
@@ -184,9 +292,12 @@ impl Sink {
     pub(crate) fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match &mut self.kind {
             Kind::Maildir {
-                current: Some((w, _, _)),
-                ..
-            } => w.write_all(data),
+                current: Some(m), ..
+            } => {
+                self.scratch.clear();
+                m.unix.feed(data, &mut self.scratch);
+                m.out.write_all(&self.scratch)
+            }
             Kind::Mbox {
                 file,
                 out: Some((w, _)),
@@ -198,22 +309,26 @@ impl Sink {
     /// Makes the message durable and records it.
     pub(crate) fn finish(&mut self, key: &str) -> std::io::Result<()> {
         match &mut self.kind {
-            Kind::Maildir { dir, current } => {
-                let Some((w, tmp, name)) = current.take() else {
+            Kind::Maildir { dir, current, .. } => {
+                let Some(mut m) = current.take() else {
                     return Err(std::io::Error::other("no message started"));
                 };
-                let f = w.into_inner().map_err(|e| e.into_error())?;
+                self.scratch.clear();
+                m.unix.finish(&mut self.scratch);
+                m.out.write_all(&self.scratch)?;
+                let f = m.out.into_inner().map_err(|e| e.into_error())?;
                 f.sync_all()?;
-                fs::rename(&tmp, dir.join("new").join(&name))?;
+                fs::rename(&m.tmp, dir.join("new").join(&m.name))?;
                 sync_dir(&dir.join("new"))?;
-                writeln!(self.record, "D {key}")?;
+                // The name in new/ is the proof; the record line is synced before QUIT.
+                self.record.write_all(format!("D {key}\n").as_bytes())?;
             }
             Kind::Mbox { file, out } => {
                 if let Some((mut w, _)) = out.take() {
                     w.end(file)?;
                 }
                 file.sync_data()?;
-                writeln!(self.record, "D {key}")?;
+                self.record.write_all(format!("D {key}\n").as_bytes())?;
                 self.record.sync_data()?;
             }
         }
@@ -225,33 +340,66 @@ impl Sink {
     pub(crate) fn abort(&mut self) {
         match &mut self.kind {
             Kind::Maildir { current, .. } => {
-                if let Some((_, tmp, _)) = current.take() {
-                    let _ = fs::remove_file(tmp);
+                if let Some(m) = current.take() {
+                    drop(m.out);
+                    let _ = fs::remove_file(m.tmp);
                 }
             }
             // The `P` entry without its `D` makes the next run cut the mbox back; do it now.
             Kind::Mbox { file, out } => {
-                if let Some((_, offset)) = out.take() {
-                    let _ = file.set_len(offset);
+                if let Some((_, offset)) = out.take()
+                    && file.set_len(offset).is_ok()
+                {
+                    let _ = file.sync_all();
                 }
             }
         }
     }
 
-    /// Rewrites the record with the stored keys still on the server (`live`).
+    /// Makes the record durable: called before `QUIT`, so that the stored messages the server
+    /// may not have deleted are known to the next run.
+    pub(crate) fn sync_record(&mut self) -> std::io::Result<()> {
+        self.record.flush()?;
+        self.record.sync_data()
+    }
+
+    /// Rewrites the record with the stored keys still on the server (`live`), and removes
+    /// what killed runs left in `tmp/` for messages that are stored or still on the server.
     pub(crate) fn compact(&mut self, live: &HashSet<String>) -> std::io::Result<()> {
+        if let Kind::Maildir { stale_tmp, .. } = &mut self.kind {
+            for (k, paths) in stale_tmp.drain() {
+                if live.contains(&k) || self.done.contains(&k) {
+                    for p in paths {
+                        let _ = fs::remove_file(p);
+                    }
+                }
+            }
+        }
         let mut keys: Vec<&String> = self.done.iter().filter(|k| live.contains(*k)).collect();
         keys.sort();
         let data: String = keys.iter().map(|k| format!("D {k}\n")).collect();
+        // The new file is not locked, but this process ends right after.
         replace_file(&self.record_path, data.as_bytes())
     }
 }
 
-/// The key in a Maildir name written by this fetcher (`….P<pid>U<key>.host`), if any.
-fn maildir_key(name: &str) -> Option<&str> {
-    name.split('.')
-        .find_map(|part| part.split_once('U').map(|(_, k)| k))
-        .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+/// What to write before a `From ` line appended at `offset`: nothing at the start of the file
+/// or after a blank line, else enough line ends to make one.
+fn separator_gap(file: &mut File, offset: u64) -> std::io::Result<&'static [u8]> {
+    if offset == 0 {
+        return Ok(b"");
+    }
+    let back = offset.min(2);
+    file.seek(SeekFrom::Start(offset - back))?;
+    let mut tail = [0u8; 2];
+    let tail = &mut tail[..back as usize];
+    file.read_exact(tail)?;
+    Ok(match tail {
+        [b'\n', b'\n'] => b"",
+        [b'\n'] if offset == 1 => b"",
+        [.., b'\n'] => b"\n",
+        _ => b"\n\n",
+    })
 }
 
 fn record_name(host: &str, user: &str) -> String {
@@ -284,16 +432,45 @@ fn local_hostname() -> String {
         .collect()
 }
 
-/// Reads the record: keys with `D` are done. For an mbox, a `P` without `D` is an append that
-/// may be partial: the mbox is cut back to where it began.
+/// Opens and locks the record, and reads it: keys with `D` are done. For an mbox, a `P`
+/// without `D` is an append that may be partial: the mbox is cut back to where it began.
 fn open_record(path: &Path, mbox: Option<&File>) -> Result<(File, HashSet<String>), String> {
+    let mut record = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot open the record {}: {e}", path.display()))?;
+    match record.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(format!(
+                "another pop3 fetch of this account into this destination is running ({} is locked)",
+                path.display()
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+    }
     let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
+    record
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the record {}: {e}", path.display()))?;
+    // A last line without its line end was cut short (a crash inside the write): it is not
+    // trusted, and it is ended so that the next line does not run into it. Ignoring a cut `D`
+    // is safe: its `P` then stands, and the message is cut from the mbox and fetched again.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    if complete.len() != text.len() {
+        record
+            .write_all(b"\n")
+            .and_then(|()| record.sync_data())
+            .map_err(|e| format!("cannot write the record {}: {e}", path.display()))?;
     }
     let mut done = HashSet::new();
     let mut pending: Option<(String, u64)> = None;
-    for line in text.lines() {
+    for line in complete.lines() {
         let mut parts = line.split(' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("D"), Some(k), _) => {
@@ -315,40 +492,87 @@ fn open_record(path: &Path, mbox: Option<&File>) -> Result<(File, HashSet<String
             .map_err(|e| format!("cannot cut a partial message from the mbox: {e}"))?;
         file.sync_all().map_err(|e| e.to_string())?;
     }
-    let record = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("cannot write the record {}: {e}", path.display()))?;
     Ok((record, done))
 }
 
-/// Writes one message as mboxrd: a `From ` separator, LF line ends, `>` added to lines that
-/// match `>*From `, and a blank line after. Holds at most one line.
+/// Headers longer than this are not searched for the envelope sender.
+const HEADER_LIMIT: usize = 64 * 1024;
+
+/// Writes one message as mboxrd: a `From sender date` separator (the sender from
+/// `Return-Path:`, else `From:`, else `MAILER-DAEMON`), LF line ends, `>` added to lines that
+/// match `>*From `, and a blank line after. Holds at most the header (up to [`HEADER_LIMIT`])
+/// and one line.
 struct MboxWriter {
     line: Vec<u8>,
+    /// The header lines so far (mboxrd form), until the separator is written.
+    header: Option<Vec<u8>>,
+    return_path: Option<String>,
+    from: Option<String>,
 }
 
 impl MboxWriter {
     fn new() -> Self {
-        MboxWriter { line: Vec::new() }
+        MboxWriter {
+            line: Vec::new(),
+            header: Some(Vec::new()),
+            return_path: None,
+            from: None,
+        }
     }
 
-    fn start(&mut self, f: &mut File) -> std::io::Result<()> {
+    /// One complete line (with its LF or CRLF).
+    fn line(&mut self, out: &mut Vec<u8>, line: &[u8]) {
+        if let Some(header) = &mut self.header {
+            let bare = line.strip_suffix(b"\n").unwrap_or(line);
+            let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+            if !bare.is_empty() && header.len() < HEADER_LIMIT {
+                let field = |name: &str| {
+                    bare.len() > name.len()
+                        && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                };
+                if field("Return-Path:") && self.return_path.is_none() {
+                    self.return_path = Some(address(&bare[12..]));
+                } else if field("From:") && self.from.is_none() {
+                    self.from = Some(address(&bare[5..]));
+                }
+                emit_line(header, line);
+                return;
+            }
+            self.separator(out);
+        }
+        emit_line(out, line);
+    }
+
+    fn separator(&mut self, out: &mut Vec<u8>) {
+        let Some(header) = self.header.take() else {
+            return;
+        };
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        writeln!(f, "From MAILER-DAEMON {}", asctime(secs))
+        let sender = self
+            .return_path
+            .take()
+            .or(self.from.take())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "MAILER-DAEMON".into());
+        out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
+        out.extend_from_slice(&header);
     }
 
     fn write(&mut self, f: &mut File, mut data: &[u8]) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(data.len() + 16);
         while let Some(nl) = data.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&data[..=nl]);
-            data = &data[nl + 1..];
-            emit_line(&mut out, &self.line);
-            self.line.clear();
+            let (line, rest) = data.split_at(nl + 1);
+            data = rest;
+            if self.line.is_empty() {
+                self.line(&mut out, line);
+            } else {
+                let mut whole = std::mem::take(&mut self.line);
+                whole.extend_from_slice(line);
+                self.line(&mut out, &whole);
+            }
         }
         self.line.extend_from_slice(data);
         f.write_all(&out)
@@ -357,12 +581,29 @@ impl MboxWriter {
     fn end(&mut self, f: &mut File) -> std::io::Result<()> {
         let mut out = Vec::new();
         if !self.line.is_empty() {
-            self.line.push(b'\n');
-            emit_line(&mut out, &self.line);
-            self.line.clear();
+            let mut whole = std::mem::take(&mut self.line);
+            whole.push(b'\n');
+            self.line(&mut out, &whole);
         }
+        self.separator(&mut out);
         out.push(b'\n');
         f.write_all(&out)
+    }
+}
+
+/// The address in a `Return-Path:` or `From:` value: inside `<>` if there are any, else the
+/// first word; empty (so `MAILER-DAEMON`) for `<>` or anything that would break the
+/// separator line.
+fn address(value: &[u8]) -> String {
+    let v = String::from_utf8_lossy(value);
+    let a = match (v.find('<'), v.rfind('>')) {
+        (Some(i), Some(j)) if i < j => v[i + 1..j].trim(),
+        _ => v.split_whitespace().next().unwrap_or_default(),
+    };
+    if a.len() <= 256 && a.bytes().all(|b| b.is_ascii_graphic()) {
+        a.to_string()
+    } else {
+        String::new()
     }
 }
 
@@ -410,6 +651,60 @@ mod tests {
     fn asctime_is_right() {
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(asctime(1_795_874_400), "Sat Nov 28 14:00:00 2026");
+    }
+
+    #[test]
+    fn our_names_carry_the_key() {
+        let k = key("h", "u", "uid-1");
+        let name = format!("1700000000.M000123P42Q7U{k}.host:2,S");
+        assert_eq!(key_in_name(&name), Some(k.as_str()));
+        assert_eq!(key_in_name("1700000000.M1P1.host,S=12:2,S"), None);
+        assert_ne!(key("h", "u", "uid-1"), key("h", "u2", "uid-1"));
+        // Length-prefixed parts: moving a character between them changes the key.
+        assert_ne!(key("ab", "c", "x"), key("a", "bc", "x"));
+    }
+
+    #[test]
+    fn a_cut_record_line_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox_path = dir.path().join("mbox");
+        std::fs::write(&mbox_path, b"From a x\n\nold\n\nFrom b y\n\nnew\n\n").unwrap();
+        let record = dir.path().join("record");
+        // The `D` of the message appended at 15 was cut before its line end.
+        std::fs::write(&record, "D k0\nP k1 15\nD k1").unwrap();
+        let mbox = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&mbox_path)
+            .unwrap();
+        let (mut f, done) = open_record(&record, Some(&mbox)).unwrap();
+        assert_eq!(done, HashSet::from(["k0".to_string()]));
+        assert_eq!(std::fs::read(&mbox_path).unwrap(), b"From a x\n\nold\n\n");
+        // What is appended next starts on a line of its own.
+        f.write_all(b"P k2 15\n").unwrap();
+        drop(f);
+        let text = std::fs::read_to_string(&record).unwrap();
+        assert_eq!(text, "D k0\nP k1 15\nD k1\nP k2 15\n");
+    }
+
+    #[test]
+    fn envelope_sender() {
+        assert_eq!(address(b" <bounce@example.com>"), "bounce@example.com");
+        assert_eq!(address(b" <>"), "");
+        assert_eq!(address(b" Alice <alice@example.com>"), "alice@example.com");
+        assert_eq!(address(b" bob@example.com (Bob)"), "bob@example.com");
+        assert_eq!(address(b" <a b@example.com>"), "");
+    }
+
+    #[test]
+    fn unixify_across_chunks() {
+        let mut u = Unixify::default();
+        let mut out = Vec::new();
+        for chunk in [&b"a\r"[..], b"\nb\r", b"c\r\r", b"\n", b"\r"] {
+            u.feed(chunk, &mut out);
+        }
+        u.finish(&mut out);
+        assert_eq!(out, b"a\nb\rc\r\n\r");
     }
 
     #[test]

@@ -33,6 +33,10 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// Parses `url`; CR, LF and NUL anywhere are refused (no command injection through it).
 pub(crate) fn parse(url: &str) -> Result<PopUrl, String> {
     let bad = |why: &str| Err(format!("invalid URL {url:?}: {why}"));
+    // Checked on the raw text and again after percent-decoding (below).
+    if url.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return bad("CR, LF and NUL are not allowed");
+    }
     let (secure, rest) = if let Some(r) = url.strip_prefix("pop3s://") {
         (true, r)
     } else if let Some(r) = url
@@ -134,5 +138,9 @@ mod tests {
         assert!(parse("pop3://u%0d%0aQUIT@h").is_err());
         assert!(parse("pop3://h:notaport").is_err());
         assert!(parse("pop3://u;FOO=x@h").is_err());
+        assert!(parse("pop3://u@h\r\nx").is_err());
+        assert!(parse("pop3://u;AUTH=PLAIN%00@h").is_err());
+        let u = parse("pop3://u;AUTH=+APOP@h:1").unwrap();
+        assert_eq!(u.auth.as_deref(), Some("+APOP"));
     }
 }

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Runs the same loads against our server (`pop3 serve`) and Dovecot (Debian's package,
+# configured here in a temporary directory) on 127.0.0.1, over identical copies of the same
+# Maildirs and users, and prints each result and the ratio, with each server's peak memory.
+#
+#   bench/compare.sh [USERS] [MESSAGES_PER_USER] [SESSIONS] [CONCURRENCY]
+#
+# Needs: dovecot-core and dovecot-pop3d (.ci/install-peers.sh), a release build
+# (`cargo build --release -p pop3-cli -p pop3-bench`, done here).
+set -euo pipefail
+users="${1:-10}"
+per_user="${2:-100}"
+sessions="${3:-2000}"
+conc="${4:-20}"
+cd "$(dirname "$0")/.."
+cargo build -q --release -p pop3-cli -p pop3-bench
+bin=target/release
+work="$(mktemp -d /tmp/pop3-compare.XXXX)"
+chmod 755 "$work"
+trap 'kill $ours $dove 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The same mail for both: USERS maildirs of PER_USER mixed-size messages (LF line ends).
+python3 - "$work/mail" "$users" "$per_user" <<'PY'
+import os, random, sys
+root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(1)
+for u in range(users):
+    d = os.path.join(root, f"user{u}")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    for i in range(per):
+        size = rnd.choice([2_000, 8_000, 30_000, 120_000])
+        line = "The quick brown fox jumps over the lazy dog, line of mail.\n"
+        body = line * (size // len(line))
+        with open(os.path.join(d, "new", f"{1700000000+i}.M{i}P{u}.bench"), "w") as f:
+            f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
+PY
+cp -a "$work/mail" "$work/mail-dovecot"
+: > "$work/users"
+for u in $(seq 0 $((users - 1))); do echo "user$u:{PLAIN}pw::::::" >> "$work/users"; done
+chown -R 65534:65534 "$work/mail-dovecot"
+
+ours_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+dove_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+
+"$bin/pop3" serve --listen "127.0.0.1:$ours_port" --maildir-root "$work/mail" --users "$work/users" \
+    --allow-plaintext-auth --max-connections 20000 2>/dev/null &
+ours=$!
+
+mkdir -p "$work/dovecot/run" "$work/dovecot/state"
+cat > "$work/dovecot/dovecot.conf" <<CONF
+base_dir = $work/dovecot/run
+state_dir = $work/dovecot/state
+log_path = $work/dovecot/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:$work/mail-dovecot/%u
+passdb {
+  driver = passwd-file
+  args = $work/users
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=$work/mail-dovecot/%u
+}
+service pop3-login {
+  chroot =
+  inet_listener pop3 {
+    port = $dove_port
+  }
+  process_limit = 20000
+  client_limit = 20000
+}
+service pop3 {
+  process_limit = 20000
+}
+service anvil {
+  chroot =
+}
+default_client_limit = 20000
+default_process_limit = 20000
+CONF
+dovecot -F -c "$work/dovecot/dovecot.conf" &
+dove=$!
+for p in $ours_port $dove_port; do
+  for _ in $(seq 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$p),1)" 2>/dev/null && break; sleep 0.1; done
+done
+
+# Peak resident memory of a process tree, sampled every 100 ms while a load runs.
+peak_rss() { # PID-PATTERN OUTFILE
+  local max=0
+  while [ -e "$2.run" ]; do
+    local sum
+    sum=$(ps -eo rss=,args= | awk -v pat="$1" 'index($0, pat) {s += $1} END {print s+0}')
+    [ "$sum" -gt "$max" ] && max=$sum
+    sleep 0.1
+  done
+  echo "$max" > "$2"
+}
+
+run() { # NAME PORT PATTERN ARGS...
+  local name=$1 port=$2 pat=$3; shift 3
+  touch "$work/$name.rss.run"
+  peak_rss "$pat" "$work/$name.rss" &
+  local sampler=$!
+  "$bin/pop3-bench" --addr "127.0.0.1:$port" --users "$users" --password pw "$@" > "$work/$name.out"
+  rm -f "$work/$name.rss.run"; wait $sampler
+  echo "$name: $(head -1 "$work/$name.out")"
+  echo "    $(sed -n 2p "$work/$name.out")  peak RSS $(( $(cat "$work/$name.rss") / 1024 )) MiB"
+  sed -n 3p "$work/$name.out"
+}
+
+ratio() { # field-regex A B
+  python3 - "$1" "$work/$2.out" "$work/$3.out" <<'PY'
+import re, sys
+pat, a, b = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
+x = float(re.search(pat, a).group(1)); y = float(re.search(pat, b).group(1))
+print(f"{x:.1f} / {y:.1f} = {x / y if y else float('inf'):.2f}x")
+PY
+}
+
+echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once"
+echo "-- short sessions (login, STAT, QUIT)"
+run ours-short "$ours_port" "$bin/pop3 serve" --sessions "$sessions" --concurrency "$conc" --mode short
+run dovecot-short "$dove_port" "dovecot" --sessions "$sessions" --concurrency "$conc" --mode short
+echo "   sessions/s ours/dovecot: $(ratio '([0-9.]+) sessions/s' ours-short dovecot-short)"
+echo "-- bulk download (login, STAT, UIDL, RETR every message, QUIT), one session per user"
+run ours-bulk "$ours_port" "$bin/pop3 serve" --sessions "$users" --concurrency "$users" --mode full
+run dovecot-bulk "$dove_port" "dovecot" --sessions "$users" --concurrency "$users" --mode full
+echo "   MB/s ours/dovecot: $(ratio '([0-9.]+) MB/s' ours-bulk dovecot-bulk)"
