@@ -1,7 +1,8 @@
 //! `pop3-bench`: a load generator for any POP3 server.
 //!
-//! N sessions, C at a time, each on its own user (`USER_PREFIX{i % users}`, so maildrop locks
-//! do not serialise them). Modes:
+//! N sessions, C at a time. Worker w logs in as `USER_PREFIX{w % users}`: with at least as
+//! many users as workers, no two sessions want one maildrop at once (POP3 servers may lock
+//! it, RFC 1939 §8). Modes:
 //! - `short`: log in, STAT, QUIT;
 //! - `full`: log in, STAT, UIDL, RETR every message, QUIT (nothing deleted);
 //! - `idle`: log in and hold the session for `--hold` seconds, then QUIT (memory per session).
@@ -153,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     rt.block_on(async {
         let mut workers = Vec::new();
-        for _ in 0..args.concurrency.max(1) {
+        for worker in 0..args.concurrency.max(1) {
             let (args, stats, next, opts) =
                 (args.clone(), stats.clone(), next.clone(), opts.clone());
             workers.push(tokio::spawn(async move {
@@ -162,7 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     if i >= args.sessions {
                         break;
                     }
-                    if let Err(e) = session(&args, i, opts.clone(), &stats).await {
+                    if let Err(e) = session(&args, worker, opts.clone(), &stats).await {
                         let mut s = stats.lock().await;
                         s.errors += 1;
                         s.first_error.get_or_insert(e);
