@@ -33,50 +33,15 @@ use futures_rustls::TlsConnector;
 use futures_rustls::client::TlsStream;
 use futures_util::AsyncWriteExt;
 use futures_util::future::{Either, select};
-use pop3_proto::client::{Client, ClientError, Event, Handle};
+use pop3_proto::client::{Client, Event, Handle};
 use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
-use pop3_proto::{
-    Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
-};
+use pop3_proto::{Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, Text, UidListing};
 
 use crate::Runtime;
 use crate::stream::MaybeTls;
 
-pub use pop3_tls::{ClientOptions, TlsMode};
-
-/// What went wrong.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The network.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// TLS configuration or server name.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The protocol machine refused a command or the server broke the protocol.
-    #[error("protocol: {0}")]
-    Protocol(#[from] ClientError),
-    /// The server answered `-ERR`.
-    #[error("server said: -ERR {}", .0.text())]
-    Server(StatusLine),
-    /// STLS was required and the server does not offer it.
-    #[error("the server does not offer STLS; refusing to continue in plain text")]
-    TlsUnavailable,
-    /// Connecting took too long.
-    #[error("timed out")]
-    Timeout,
-    /// The session is closed.
-    #[error("connection closed")]
-    Closed,
-    /// An invalid argument.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// The caller's callback failed.
-    #[error("output: {0}")]
-    Output(std::io::Error),
-}
+pub use pop3_tls::{ClientOptions, Error, TlsMode};
 
 pub use pop3_proto::collect::Chunk;
 

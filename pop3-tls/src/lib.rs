@@ -254,3 +254,36 @@ impl Default for ServerOptions {
         }
     }
 }
+
+/// What went wrong in a client adapter (the same for every adapter).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The network.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS configuration or server name.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The protocol machine refused a command or the server broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(#[from] pop3_proto::client::ClientError),
+    /// The server answered `-ERR` (with its response code, if any).
+    #[error("server said: -ERR {}{}", .0.code().map(|c| format!("[{}] ", String::from_utf8_lossy(c.as_bytes()))).unwrap_or_default(), .0.text())]
+    Server(pop3_proto::StatusLine),
+    /// STLS was required and the server does not offer it.
+    #[error("the server does not offer STLS; refusing to continue in plain text")]
+    TlsUnavailable,
+    /// Connecting took too long.
+    #[error("timed out")]
+    Timeout,
+    /// The session is closed.
+    #[error("connection closed")]
+    Closed,
+    /// An invalid argument (a user name with a space, a password with a line end).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The caller's writer or callback failed.
+    #[error("output: {0}")]
+    Output(std::io::Error),
+}

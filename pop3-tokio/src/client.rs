@@ -29,12 +29,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use pop3_proto::client::{Client, ClientError, Event, Handle};
+use pop3_proto::client::{Client, Event, Handle};
 use pop3_proto::collect::{self, Collect};
 use pop3_proto::sasl::ClientCredentials;
-use pop3_proto::{
-    Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, StatusLine, Text, UidListing,
-};
+use pop3_proto::{Atom, Capability, Greeting, MsgNum, ScanListing, Secret, Stat, Text, UidListing};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -42,40 +40,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::stream::MaybeTls;
 
-pub use pop3_tls::{ClientOptions, TlsMode};
-
-/// What went wrong.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The network.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// TLS configuration or server name.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The protocol machine refused a command or the server broke the protocol.
-    #[error("protocol: {0}")]
-    Protocol(#[from] ClientError),
-    /// The server answered `-ERR` (with its response code, if any).
-    #[error("server said: -ERR {}{}", .0.code().map(|c| format!("[{}] ", String::from_utf8_lossy(c.as_bytes()))).unwrap_or_default(), .0.text())]
-    Server(StatusLine),
-    /// STLS was required and the server does not offer it.
-    #[error("the server does not offer STLS; refusing to continue in plain text")]
-    TlsUnavailable,
-    /// Connecting took too long.
-    #[error("timed out")]
-    Timeout,
-    /// The session is closed.
-    #[error("connection closed")]
-    Closed,
-    /// An invalid argument (a user name with a space, a password with a line end).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// The caller's writer or callback failed.
-    #[error("output: {0}")]
-    Output(std::io::Error),
-}
+pub use pop3_tls::{ClientOptions, Error, TlsMode};
 
 pub use pop3_proto::collect::Chunk;
 
