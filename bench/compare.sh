@@ -3,7 +3,11 @@
 # configured here in a temporary directory) on 127.0.0.1, over identical copies of the same
 # Maildirs and users, and prints each result and the ratio, with each server's peak memory.
 #
-#   bench/compare.sh [USERS] [MESSAGES_PER_USER] [SESSIONS] [CONCURRENCY]
+#   bench/compare.sh [USERS] [MESSAGES_PER_USER] [SESSIONS] [CONCURRENCY] [IDLE]
+#
+# IDLE > 0 adds a load of IDLE concurrent logged-in idle sessions (held 10 s), reporting each
+# server's memory per idle session; it needs at least IDLE users (the maildrop lock), so USERS
+# is raised to IDLE for it (the extra users have empty maildrops).
 #
 # Needs: dovecot-core and dovecot-pop3d (.ci/install-peers.sh), a release build
 # (`cargo build --release -p pop3-cli -p pop3-bench`, done here).
@@ -12,6 +16,7 @@ users="${1:-10}"
 per_user="${2:-100}"
 sessions="${3:-2000}"
 conc="${4:-20}"
+idle="${5:-0}"
 cd "$(dirname "$0")/.."
 cargo build -q --release -p pop3-cli -p pop3-bench
 bin=target/release
@@ -37,7 +42,12 @@ for u in range(users):
 PY
 cp -a "$work/mail" "$work/mail-dovecot"
 : > "$work/users"
-for u in $(seq 0 $((users - 1))); do echo "user$u:{PLAIN}pw::::::" >> "$work/users"; done
+all_users=$(( idle > users ? idle : users ))
+for u in $(seq 0 $((all_users - 1))); do
+  echo "user$u:{PLAIN}pw::::::" >> "$work/users"
+  for m in mail mail-dovecot; do mkdir -p "$work/$m/user$u/cur" "$work/$m/user$u/new" "$work/$m/user$u/tmp"; done
+done
+
 chown -R 65534:65534 "$work/mail-dovecot"
 
 ours_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
@@ -109,7 +119,7 @@ run() { # NAME PORT PATTERN ARGS...
   touch "$work/$name.rss.run"
   peak_rss "$pat" "$work/$name.rss" &
   local sampler=$!
-  "$bin/pop3-bench" --addr "127.0.0.1:$port" --users "$users" --password pw "$@" > "$work/$name.out"
+  "$bin/pop3-bench" --addr "127.0.0.1:$port" --password pw "$@" > "$work/$name.out"
   rm -f "$work/$name.rss.run"; wait $sampler
   echo "$name: $(head -1 "$work/$name.out")"
   echo "    $(sed -n 2p "$work/$name.out")  peak RSS $(( $(cat "$work/$name.rss") / 1024 )) MiB"
@@ -127,10 +137,21 @@ PY
 
 echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once"
 echo "-- short sessions (login, STAT, QUIT)"
-run ours-short "$ours_port" "$bin/pop3 serve" --sessions "$sessions" --concurrency "$conc" --mode short
-run dovecot-short "$dove_port" "dovecot" --sessions "$sessions" --concurrency "$conc" --mode short
+run ours-short "$ours_port" "$bin/pop3 serve" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
+run dovecot-short "$dove_port" "dovecot" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
 echo "   sessions/s ours/dovecot: $(ratio '([0-9.]+) sessions/s' ours-short dovecot-short)"
 echo "-- bulk download (login, STAT, UIDL, RETR every message, QUIT), one session per user"
-run ours-bulk "$ours_port" "$bin/pop3 serve" --sessions "$users" --concurrency "$users" --mode full
-run dovecot-bulk "$dove_port" "dovecot" --sessions "$users" --concurrency "$users" --mode full
+run ours-bulk "$ours_port" "$bin/pop3 serve" --users "$users" --sessions "$users" --concurrency "$users" --mode full
+run dovecot-bulk "$dove_port" "dovecot" --users "$users" --sessions "$users" --concurrency "$users" --mode full
 echo "   MB/s ours/dovecot: $(ratio '([0-9.]+) MB/s' ours-bulk dovecot-bulk)"
+
+if [ "$idle" -gt 0 ]; then
+  echo "-- $idle concurrent idle sessions (logged in, held 10 s)"
+  for name in ours dovecot; do
+    if [ $name = ours ]; then port=$ours_port; pat="$bin/pop3 serve"; else port=$dove_port; pat="dovecot"; fi
+    base=$(ps -eo rss=,args= | awk -v pat="$pat" 'index($0, pat) {s += $1} END {print s+0}')
+    run "$name-idle" "$port" "$pat" --users "$all_users" --sessions "$idle" --concurrency "$idle" --mode idle --hold 10
+    peak=$(cat "$work/$name-idle.rss")
+    echo "   $name: $(( (peak - base) * 1024 / idle )) bytes of resident memory per idle session (peak $((peak / 1024)) MiB, before $((base / 1024)) MiB)"
+  done
+fi

@@ -92,7 +92,7 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
             .map(|a| (a, None))
             .chain(args.tls_listen.iter().map(|a| (a, tls.clone())))
         {
-            let listener = TcpListener::bind(addr)
+            let listener = listen(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let local = listener.local_addr()?;
@@ -172,6 +172,26 @@ impl Signals {
 
 /// How to call this program again in a printed command: `pop3` when it was found on the
 /// `PATH`, else the path it was started by (`target/debug/pop3` under `cargo run`).
+/// Binds `addr` with a deep accept queue: a burst of connections (thousands of clients at
+/// once) must wait in the kernel, not be dropped half-open (tokio's default backlog is 1024;
+/// the kernel caps this at `net.core.somaxconn`).
+async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await? {
+        let socket = if sa.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(sa).and_then(|()| socket.listen(8192)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
+}
+
 fn self_name() -> String {
     let arg0 = std::env::args().next().unwrap_or_default();
     if arg0.is_empty() || !arg0.contains('/') {
