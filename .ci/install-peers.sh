@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Installs the real peers the interoperability tests start on 127.0.0.1: Dovecot's POP3
-# server, curl and Python 3 (poplib). Safe to run twice; starts no service.
+# Installs the real peers pop3-interop's tests run on 127.0.0.1 (Debian/Ubuntu):
+#   dovecot-core   /usr/sbin/dovecot (the master; the tests start their own with -F -c)
+#   dovecot-pop3d  /usr/lib/dovecot/pop3 and pop3-login
+#   curl           /usr/bin/curl (pop3:// and pop3s://)
+#   python3        /usr/bin/python3 with poplib and ssl (libpython3.x-stdlib)
+# Safe to run twice (apt-get install of installed packages changes nothing). Starts no
+# service: a policy-rc.d that denies every start is in place while the packages install,
+# so the packaged Dovecot does not come up on ports 110/995.
 set -euo pipefail
-need=()
-command -v dovecot >/dev/null 2>&1 && [ -x /usr/lib/dovecot/pop3 ] || need+=(dovecot-core dovecot-pop3d)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ "${#need[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    # Debian's maintainer scripts try to start the service; a container has no init, so the
-    # start fails harmlessly (policy-rc.d) and the tests run their own instance.
-    apt-get install -y -q --no-install-recommends "${need[@]}"
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
 fi
-dovecot --version
+
+policy=/usr/sbin/policy-rc.d
+created_policy=no
+if [ ! -e "$policy" ]; then
+    # 101: "action forbidden by policy" (invoke-rc.d and deb-systemd-invoke honour it).
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    created_policy=yes
+fi
+cleanup() {
+    if [ "$created_policy" = yes ]; then
+        $sudo rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends dovecot-core dovecot-pop3d curl python3
+
+# What the tests will find.
+/usr/sbin/dovecot --version
+test -x /usr/lib/dovecot/pop3-login
 curl --version | head -n 1
-python3 --version
+python3 -c 'import poplib, ssl, sys; print("python", sys.version.split()[0], "with poplib")'

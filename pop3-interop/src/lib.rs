@@ -1,46 +1,57 @@
 //! Test support for running the workspace against real peers and against itself: a private
-//! Dovecot instance, servers of every adapter on loopback, and one client interface over the
-//! three client adapters.
+//! Dovecot instance, servers of every adapter on loopback, one client interface over every
+//! client adapter, time-bounded child processes, and the shared test messages.
+//!
+//! Everything listens on 127.0.0.1 only, and everything that waits is bounded in time: a
+//! hung peer fails the test instead of hanging it.
 
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::pin::Pin;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pop3_proto::MsgNum;
+use pop3_futures::{BoxFuture, Runtime};
 use pop3_proto::sasl::ClientCredentials;
+use pop3_proto::{Capability, MsgNum};
 use pop3_server_core::backend::{Authenticator, MailStore};
 use pop3_server_core::session::Backend;
 
-/// Whether a peer program is missing and the test should be skipped: only outside CI, and
-/// only when `POP3_SKIP_INTEROP=1` or the program is not installed. In CI (`CI=true`) a
-/// missing peer fails the test.
-pub fn skip_without(program: &str) -> bool {
-    let missing = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map_or(true, |s| !s.success());
+/// How long one client session, one child program or one server start may take.
+pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// Whether the test may use the peer `program`: `false` (with a note on stderr) when
+/// `POP3_SKIP_INTEROP=1`; otherwise it panics with a clear message if the program is missing,
+/// and returns `true`.
+pub fn peer_available(program: &str) -> bool {
     if std::env::var("POP3_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipped: POP3_SKIP_INTEROP=1");
-        return true;
-    }
-    if missing && std::env::var("CI").is_err() {
-        eprintln!("skipped: {program} is not installed (.ci/install-peers.sh installs it)");
-        return true;
+        eprintln!("skipped: POP3_SKIP_INTEROP=1 (test against {program} not run)");
+        return false;
     }
     assert!(
-        !missing,
-        "{program} is not installed: run .ci/install-peers.sh"
+        find_program(program).is_some(),
+        "{program} is not installed: run .ci/install-peers.sh (or set POP3_SKIP_INTEROP=1 to skip \
+         the tests against real peers)"
     );
-    false
+    true
 }
 
-/// A free TCP port on 127.0.0.1.
+/// The path of `program`: in `PATH`, or in the sbin directories a non-root `PATH` often lacks
+/// (Debian installs `dovecot` in `/usr/sbin`).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (for peers that cannot be handed a bound socket).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -48,15 +59,60 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Waits until something accepts connections on `port` (bounded).
-pub fn wait_for_port(port: u16) {
+/// Runs `f` on its own thread and panics if it takes longer than `limit`: a hung client or
+/// server fails the test instead of hanging it (the stuck thread is left behind).
+pub fn bounded<T: Send + 'static>(
+    label: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{label}: took longer than {limit:?}")
+        }
+        // The closure panicked: re-raise its message.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("{label}: the worker ended without a result"),
+        },
+    }
+}
+
+/// Runs a program to completion with output captured, killing it after `limit`.
+pub fn run_program(cmd: &mut Command, limit: Duration) -> Output {
+    // Files, not pipes: a chatty child cannot block on a full pipe while we wait for it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for child") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} took longer than {limit:?}; stderr: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
     }
 }
 
@@ -68,7 +124,7 @@ pub struct Tls {
     pub key_pem: String,
     /// A server configuration with it.
     pub server: Arc<rustls::ServerConfig>,
-    /// A client configuration trusting it.
+    /// A client configuration trusting it (`Trust::CaPem`).
     pub client: Arc<rustls::ClientConfig>,
 }
 
@@ -95,9 +151,95 @@ impl Default for Tls {
     }
 }
 
-/// A private Dovecot (POP3 only) on loopback: plain with STLS on `port`, implicit TLS on
-/// `tls_port`, user `alice` with password `pw` stored `{PLAIN}` (so every mechanism works), and
-/// a Maildir. Killed on drop.
+/// The test messages as a Maildir stores them (LF line ends): dot-stuffing cases (a line
+/// starting with `.`, a lone `.`, `..`, `...`), 8-bit bytes that are not UTF-8, a message
+/// whose last line has no newline, an empty body, and a message of a little over 2 MB.
+pub fn stored_messages() -> Vec<Vec<u8>> {
+    let mut big = b"Subject: big\nFrom: b@example.com\n\n".to_vec();
+    let mut i = 0u32;
+    while big.len() < 2 * 1024 * 1024 + 100 {
+        if i.is_multiple_of(7) {
+            big.push(b'.');
+        }
+        if i % 1000 == 999 {
+            big.extend_from_slice(b".\n");
+        }
+        big.extend_from_slice(format!("line {i} of the large message, café\n").as_bytes());
+        i += 1;
+    }
+    vec![
+        b"Subject: dots\nFrom: a@example.com\n\nhello\n.leading dot\n.\n..two\n...\nend\n"
+            .to_vec(),
+        b"Subject: 8bit\nContent-Type: text/plain; charset=latin1\n\ncaf\xe9 \xff\xfe\x80\x00 raw\n"
+            .to_vec(),
+        b"Subject: no final newline\n\nthe last line ends without a line end".to_vec(),
+        b"Subject: empty body\n\n".to_vec(),
+        big,
+    ]
+}
+
+/// A message as it crosses the wire, before dot-stuffing: every LF that is not already
+/// preceded by CR becomes CRLF. (Whether a peer adds a line end to a message without a final
+/// one is the test's business.)
+pub fn lf_to_crlf(m: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(m.len() + m.len() / 16);
+    for (i, &b) in m.iter().enumerate() {
+        if b == b'\n' && (i == 0 || m[i - 1] != b'\r') {
+            v.push(b'\r');
+        }
+        v.push(b);
+    }
+    v
+}
+
+/// The first lines of a CRLF message as `TOP n lines` returns them: the header, the blank
+/// line, then up to `lines` body lines.
+pub fn top_of(wire: &[u8], lines: usize) -> Vec<u8> {
+    let header_end = wire
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(wire.len(), |p| p + 4);
+    let mut end = header_end;
+    for _ in 0..lines {
+        match wire[end..].windows(2).position(|w| w == b"\r\n") {
+            Some(p) => end += p + 2,
+            None => {
+                end = wire.len();
+                break;
+            }
+        }
+    }
+    wire[..end].to_vec()
+}
+
+/// Writes `messages` into `root/user/new` as Maildir files and returns their names (the
+/// Maildir unique names, which `pop3_uidl_format = %f` and our Maildir store use as UIDLs).
+pub fn write_maildir(root: &Path, user: &str, messages: &[Vec<u8>]) -> Vec<String> {
+    let mail = root.join(user);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(mail.join(sub)).expect("maildir");
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let name = format!("{}.M{i}P1.interop", 1_700_000_000 + i);
+            std::fs::write(mail.join("new").join(&name), m).expect("message");
+            name
+        })
+        .collect()
+}
+
+/// A private Dovecot (POP3 only) on loopback, killed on drop: plain text with STLS on
+/// [`Dovecot::port`], implicit TLS on [`Dovecot::tls_port`], user `alice` with password `pw`
+/// stored `{PLAIN}` (so CRAM-MD5, SCRAM-SHA-256 and APOP work), and a Maildir holding the
+/// given messages.
+///
+/// Found out on Debian 12's Dovecot 2.3.19: `pop3-login` refuses to run as root and the mail
+/// processes refuse uid 0 (`userdb returned 0 as uid`) whatever `first_valid_uid` says. So as
+/// root the login processes run as Debian's `dovenull`, the internal ones as `dovecot`, and the
+/// mail as uid/gid 65534 (the Maildir is chowned to it); as another user everything runs as
+/// that user.
 pub struct Dovecot {
     child: Child,
     dir: tempfile::TempDir,
@@ -105,81 +247,135 @@ pub struct Dovecot {
     pub port: u16,
     /// The implicit-TLS port.
     pub tls_port: u16,
+    /// The Maildir file names of the messages, in order (their UIDLs).
+    pub names: Vec<String>,
 }
 
 impl Dovecot {
-    /// Starts Dovecot with these messages (file contents, LF line ends) in alice's `new/`.
-    pub fn start(messages: &[&[u8]], tls: &Tls) -> Dovecot {
+    /// Starts Dovecot with these messages (file contents) in alice's `new/`, and waits (bounded)
+    /// until both ports accept connections.
+    pub fn start(messages: &[Vec<u8>], tls: &Tls) -> Dovecot {
+        let dovecot = find_program("dovecot").expect("dovecot is not installed");
         let dir = tempfile::Builder::new()
             .prefix("pop3-dovecot")
             .tempdir()
             .expect("temp dir");
         let d = dir.path();
-        // Dovecot's login processes run as dovenull and must reach the base directory.
+        // The login processes (another user when we are root) must reach the base directory.
         set_mode(d, 0o755);
-        let mail = d.join("mail/alice");
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(mail.join(sub)).expect("maildir");
-        }
-        for (i, m) in messages.iter().enumerate() {
-            std::fs::write(
-                mail.join(format!("new/{}.M{i}P1.interop", 1_700_000_000 + i)),
-                m,
-            )
-            .expect("message");
-        }
+        let names = write_maildir(&d.join("mail"), "alice", messages);
         std::fs::write(d.join("passwd"), "alice:{PLAIN}pw::::::\n").expect("passwd");
         std::fs::write(d.join("cert.pem"), &tls.cert_pem).expect("cert");
         std::fs::write(d.join("key.pem"), &tls.key_pem).expect("key");
+        set_mode(&d.join("key.pem"), 0o600);
+        for sub in ["run", "state"] {
+            std::fs::create_dir_all(d.join(sub)).expect("dirs");
+        }
+        let me = std::fs::metadata(d.join("passwd")).expect("metadata");
+        let (users, mail_uid, mail_gid) = {
+            use std::os::unix::fs::MetadataExt;
+            if me.uid() == 0 {
+                let (uid, gid) = (65534, 65534);
+                chown_tree(&d.join("mail"), uid, gid);
+                (
+                    "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
+                     default_login_user = dovenull\n"
+                        .to_string(),
+                    uid,
+                    gid,
+                )
+            } else {
+                let (name, group) = (id("-un"), id("-gn"));
+                (
+                    format!(
+                        "default_internal_user = {name}\ndefault_login_user = {name}\n\
+                         default_internal_group = {group}\n"
+                    ),
+                    me.uid(),
+                    me.gid(),
+                )
+            }
+        };
         let (port, tls_port) = (free_port(), free_port());
         let p = d.display();
         let conf = format!(
             "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
-             protocols = pop3\nlisten = 127.0.0.1\n\
-             default_internal_user = dovecot\ndefault_internal_group = dovecot\ndefault_login_user = dovenull\n\
+             info_log_path = {p}/dovecot.log\n\
+             protocols = pop3\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
              ssl = yes\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
-             auth_mechanisms = plain login cram-md5 scram-sha-256\ndisable_plaintext_auth = no\n\
-             mail_location = maildir:{p}/mail/%u\n\
+             auth_mechanisms = plain login cram-md5 scram-sha-256 apop\n\
+             disable_plaintext_auth = no\n\
+             mail_location = maildir:{p}/mail/%u\npop3_uidl_format = %f\n\
              passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={p}/mail/%u\n}}\n\
-             service pop3-login {{\n  chroot =\n  inet_listener pop3 {{\n    port = {port}\n  }}\n  inet_listener pop3s {{\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={mail_uid} gid={mail_gid} home={p}/mail/%u\n}}\n\
+             service pop3-login {{\n  chroot =\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
+             inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n"
         );
         std::fs::write(d.join("dovecot.conf"), conf).expect("config");
-        for sub in ["run", "state"] {
-            std::fs::create_dir_all(d.join(sub)).expect("dirs");
-        }
-        chown_tree(&d.join("mail"));
-        let child = Command::new("dovecot")
+        let child = Command::new(dovecot)
             .args(["-F", "-c"])
             .arg(d.join("dovecot.conf"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(File::create(d.join("stderr")).expect("stderr file"))
             .spawn()
             .expect("dovecot starts");
-        wait_for_port(port);
-        wait_for_port(tls_port);
-        Dovecot {
+        let mut dovecot = Dovecot {
             child,
             dir,
             port,
             tls_port,
+            names,
+        };
+        dovecot.wait_for_ports();
+        dovecot
+    }
+
+    fn wait_for_ports(&mut self) {
+        let start = Instant::now();
+        for port in [self.port, self.tls_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("dovecot exited ({status}):\n{}", self.log());
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "dovecot does not listen on {port} after 30 s:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
-    /// Dovecot's log, for failure messages.
+    /// Dovecot's log and stderr, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("dovecot.log"), read("stderr"))
     }
 
     /// The directory of alice's Maildir.
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("mail/alice")
     }
+
+    /// How many message files alice's Maildir holds (`new/` and `cur/`).
+    pub fn message_files(&self) -> usize {
+        ["new", "cur"]
+            .iter()
+            .map(|s| {
+                std::fs::read_dir(self.maildir().join(s))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
 }
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        // The master takes its children down when it is killed (they watch its pipe).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -190,15 +386,59 @@ fn set_mode(path: &Path, mode: u32) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
-/// Gives the mail tree to uid/gid 65534 (Dovecot refuses to deliver as root).
-fn chown_tree(path: &Path) {
-    let _ = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(path)
-        .status();
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
 }
 
-/// A server adapter under test, serving on two loopback listeners until dropped.
+/// Our user or group name (`id -un`, `id -gn`): Dovecot's settings take names, not ids.
+fn id(flag: &str) -> String {
+    let out = run_program(Command::new("id").arg(flag), Duration::from_secs(10));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// async-std as a [`pop3_futures::Runtime`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<()> {
+        Box::pin(async_std::task::sleep(
+            deadline.saturating_duration_since(Instant::now()),
+        ))
+    }
+
+    fn spawn(&self, task: BoxFuture<()>) {
+        async_std::task::spawn(task);
+    }
+}
+
+/// async-std's TCP listener as a [`pop3_futures::server::Listener`].
+#[derive(Debug)]
+pub struct AsyncStdListener(pub async_std::net::TcpListener);
+
+impl pop3_futures::server::Listener for AsyncStdListener {
+    type Stream = async_std::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<async_std::net::TcpStream> {
+        let (s, _) = self.0.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    fn local_port(&self) -> Option<u16> {
+        self.0.local_addr().ok().map(|a| a.port())
+    }
+}
+
+/// A server adapter under test, serving on two loopback listeners until [`stop`]ped or
+/// dropped (both shut it down gracefully and join its threads).
+///
+/// [`stop`]: RunningServer::stop
 pub struct RunningServer {
     /// The plain (STLS) address.
     pub plain: SocketAddr,
@@ -207,10 +447,30 @@ pub struct RunningServer {
     stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
+/// How long a server's graceful shutdown may take (its grace period is 100 ms).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+
+impl RunningServer {
+    /// Shuts the server down and panics unless every accept loop and thread ended within 30 s.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            bounded("server shutdown", SHUTDOWN_LIMIT, stop);
+        }
+    }
+}
+
 impl Drop for RunningServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            stop();
+            // No panic in drop (it may run while unwinding): a stuck shutdown is left behind.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                stop();
+                let _ = tx.send(());
+            });
+            if rx.recv_timeout(SHUTDOWN_LIMIT).is_err() {
+                eprintln!("warning: a server did not shut down within {SHUTDOWN_LIMIT:?}");
+            }
         }
     }
 }
@@ -218,15 +478,28 @@ impl Drop for RunningServer {
 /// Which server adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
-    /// pop3-tokio.
+    /// pop3-tokio (multi-threaded runtime).
     Tokio,
-    /// pop3-blocking.
+    /// pop3-blocking (a thread per connection).
     Blocking,
     /// pop3-futures on smol.
     Smol,
+    /// pop3-futures on async-std.
+    AsyncStd,
 }
 
-/// Starts a server adapter with `backend`, offering STLS on the plain listener.
+impl ServerKind {
+    /// Every server adapter.
+    pub const ALL: [ServerKind; 4] = [
+        ServerKind::Tokio,
+        ServerKind::Blocking,
+        ServerKind::Smol,
+        ServerKind::AsyncStd,
+    ];
+}
+
+/// Starts a server adapter with `backend`: STLS on the plain listener, implicit TLS on the
+/// other.
 pub fn start_server<A: Authenticator, S: MailStore>(
     kind: ServerKind,
     backend: Arc<Backend<A, S>>,
@@ -239,6 +512,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
         tls_l.local_addr().expect("addr"),
     );
     let cfg = tls.server.clone();
+    let grace = Duration::from_millis(100);
     let stop: Box<dyn FnOnce() + Send> = match kind {
         ServerKind::Tokio => {
             let (tx, rx) = futures_channel::oneshot::channel::<()>();
@@ -251,7 +525,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
                 rt.block_on(async move {
                     let mut o = pop3_tokio::server::ServerOptions::default();
                     o.tls = Some(cfg.clone());
-                    o.shutdown_grace = Duration::from_millis(100);
+                    o.shutdown_grace = grace;
                     plain_l.set_nonblocking(true).expect("nonblocking");
                     tls_l.set_nonblocking(true).expect("nonblocking");
                     let p = tokio::net::TcpListener::from_std(plain_l).expect("listener");
@@ -283,7 +557,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
             let shutdown = pop3_blocking::server::Shutdown::new();
             let mut o = pop3_blocking::server::ServerOptions::default();
             o.tls = Some(cfg.clone());
-            o.shutdown_grace = Duration::from_millis(100);
+            o.shutdown_grace = grace;
             let threads: Vec<_> = [(plain_l, None), (tls_l, Some(cfg))]
                 .into_iter()
                 .map(|(l, implicit)| {
@@ -306,7 +580,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
                 smol::block_on(async move {
                     let mut o = pop3_futures::server::ServerOptions::default();
                     o.tls = Some(cfg.clone());
-                    o.shutdown_grace = Duration::from_millis(100);
+                    o.shutdown_grace = grace;
                     let p = smol::net::TcpListener::try_from(plain_l).expect("listener");
                     let t = smol::net::TcpListener::try_from(tls_l).expect("listener");
                     let (itx, irx) = futures_channel::oneshot::channel::<()>();
@@ -340,6 +614,39 @@ pub fn start_server<A: Authenticator, S: MailStore>(
                 let _ = t.join();
             })
         }
+        ServerKind::AsyncStd => {
+            let (tx, rx) = futures_channel::oneshot::channel::<()>();
+            let t = std::thread::spawn(move || {
+                async_std::task::block_on(async move {
+                    let mut o = pop3_futures::server::ServerOptions::default();
+                    o.tls = Some(cfg.clone());
+                    o.shutdown_grace = grace;
+                    let p = AsyncStdListener(plain_l.into());
+                    let t = AsyncStdListener(tls_l.into());
+                    let (itx, irx) = futures_channel::oneshot::channel::<()>();
+                    let implicit = async_std::task::spawn(pop3_futures::server::serve(
+                        t,
+                        backend.clone(),
+                        Some(cfg),
+                        o.clone(),
+                        AsyncStd,
+                        async {
+                            let _ = irx.await;
+                        },
+                    ));
+                    let _ = pop3_futures::server::serve(p, backend, None, o, AsyncStd, async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                    let _ = itx.send(());
+                    let _ = implicit.await;
+                });
+            });
+            Box::new(move || {
+                let _ = tx.send(());
+                let _ = t.join();
+            })
+        }
     };
     RunningServer {
         plain,
@@ -351,12 +658,24 @@ pub fn start_server<A: Authenticator, S: MailStore>(
 /// Which client adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
-    /// pop3-tokio.
+    /// pop3-tokio (current-thread runtime).
     Tokio,
     /// pop3-blocking.
     Blocking,
     /// pop3-futures on smol.
     Smol,
+    /// pop3-futures on async-std.
+    AsyncStd,
+}
+
+impl ClientKind {
+    /// Every client adapter.
+    pub const ALL: [ClientKind; 4] = [
+        ClientKind::Tokio,
+        ClientKind::Blocking,
+        ClientKind::Smol,
+        ClientKind::AsyncStd,
+    ];
 }
 
 /// How the client protects the connection.
@@ -364,10 +683,15 @@ pub enum ClientKind {
 pub enum Mode {
     /// Plain text.
     Plain,
-    /// STLS.
+    /// STLS (required: the client refuses to go on without it).
     StartTls,
     /// Implicit TLS.
     Implicit,
+}
+
+impl Mode {
+    /// Every mode.
+    pub const ALL: [Mode; 3] = [Mode::Plain, Mode::StartTls, Mode::Implicit];
 }
 
 /// How the client logs in.
@@ -382,17 +706,23 @@ pub enum Login {
 }
 
 /// A script of client operations, run by any client adapter: the common denominator of their
-/// APIs, so that one scenario runs on all three.
+/// APIs, so that one scenario runs on all of them.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// CAPA: expects these SASL mechanisms (in this order) in the answer.
+    SaslMechanisms(Vec<String>),
     /// STAT: expects (count, size).
     Stat(u64, u64),
     /// LIST: expects the sizes in order.
     List(Vec<u64>),
     /// UIDL: expects the unique-ids in order.
     Uidl(Vec<String>),
-    /// RETR n: expects these bytes (compared as they stream: never collected).
+    /// RETR n through the chunk callback (`retr_with`): expects these bytes, compared as they
+    /// stream (never collected).
     Retr(u32, Arc<Vec<u8>>),
+    /// RETR n into a writer (`retr_to`: std, tokio or futures-io): expects these bytes,
+    /// compared as they are written.
+    RetrTo(u32, Arc<Vec<u8>>),
     /// TOP n lines: expects these bytes.
     Top(u32, u64, Vec<u8>),
     /// DELE n.
@@ -403,180 +733,424 @@ pub enum Op {
     Noop,
     /// QUIT.
     Quit,
+    /// RETR of several messages with `fetch_many` (pipelined when the server advertises
+    /// PIPELINING): expects each message's bytes, in order, each ended by `Chunk::End`.
+    FetchMany(Vec<(u32, Arc<Vec<u8>>)>),
+    /// DELE of several messages with `delete_many` (pipelined).
+    DeleteMany(Vec<u32>),
+    /// RETR n through the chunk callback, checked against a length and an [`Fnv`] digest
+    /// only: the expected bytes need not be in memory either (for memory measurements).
+    RetrDigest(u32, u64, u64),
 }
 
-/// Streams `chunk` against `expected[*pos..]`, and tracks the largest chunk.
-fn check_chunk(
-    expected: &[u8],
-    pos: &mut usize,
-    largest: &mut usize,
-    chunk: &[u8],
-) -> std::io::Result<()> {
-    *largest = (*largest).max(chunk.len());
-    let end = *pos + chunk.len();
-    if end > expected.len() || expected[*pos..end] != *chunk {
-        return Err(std::io::Error::other(format!(
-            "body differs at octet {}",
-            *pos
-        )));
+/// What a client run observed about how bodies reached the caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyStats {
+    /// The largest single chunk (or write) of any body: the most the client held at once.
+    pub largest_chunk: usize,
+    /// How many chunks (or writes) all bodies took.
+    pub chunks: usize,
+    /// Body octets delivered.
+    pub octets: u64,
+}
+
+/// Compares a streamed body with the expected bytes, chunk by chunk, and records the chunk
+/// sizes. It is also a writer (std, tokio and futures-io) for the adapters' `retr_to`.
+#[derive(Debug)]
+pub struct BodyCheck {
+    expected: Arc<Vec<u8>>,
+    pos: usize,
+    stats: BodyStats,
+}
+
+impl BodyCheck {
+    /// A check against `expected`.
+    pub fn new(expected: Arc<Vec<u8>>) -> Self {
+        BodyCheck {
+            expected,
+            pos: 0,
+            stats: BodyStats::default(),
+        }
     }
-    *pos = end;
-    Ok(())
+
+    /// Takes the next chunk: an error as soon as it differs from what was expected.
+    pub fn feed(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.stats.largest_chunk = self.stats.largest_chunk.max(chunk.len());
+        self.stats.chunks += 1;
+        self.stats.octets += chunk.len() as u64;
+        let end = self.pos + chunk.len();
+        if end > self.expected.len() || self.expected[self.pos..end] != *chunk {
+            let same = chunk
+                .iter()
+                .zip(&self.expected[self.pos.min(self.expected.len())..])
+                .take_while(|(a, b)| a == b)
+                .count();
+            return Err(std::io::Error::other(format!(
+                "body differs at octet {} of {}",
+                self.pos + same,
+                self.expected.len()
+            )));
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// The statistics, or an error if the body was shorter than expected.
+    pub fn finish(&self) -> Result<BodyStats, String> {
+        if self.pos == self.expected.len() {
+            Ok(self.stats)
+        } else {
+            Err(format!(
+                "body ended after {} octets, expected {}",
+                self.pos,
+                self.expected.len()
+            ))
+        }
+    }
 }
 
-/// Runs `login` and `ops` with the client adapter `kind` against `addr`; returns the largest
-/// body chunk any RETR delivered (the client's buffering for a body).
+impl std::io::Write for BodyCheck {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl futures_io::AsyncWrite for BodyCheck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.get_mut().feed(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for BodyCheck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.get_mut().feed(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs `login` and `ops` with the client adapter `kind` against `addr` (certificate name
+/// `localhost`, trusted through `client_tls`), bounded by [`LIMIT`]; returns what the bodies
+/// looked like, or the first failure.
 pub fn run_client(
     kind: ClientKind,
     mode: Mode,
     addr: SocketAddr,
-    tls: &Tls,
-    login: &Login,
-    ops: &[Op],
-) -> Result<usize, String> {
-    let addr = addr.to_string();
-    match kind {
-        ClientKind::Tokio => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?
-            .block_on(run_tokio(mode, &addr, tls, login, ops)),
-        ClientKind::Blocking => run_blocking(mode, &addr, tls, login, ops),
-        ClientKind::Smol => smol::block_on(run_smol(mode, &addr, tls, login, ops)),
-    }
+    client_tls: Arc<rustls::ClientConfig>,
+    login: Login,
+    ops: Vec<Op>,
+) -> Result<BodyStats, String> {
+    let label = format!("{kind:?} client, {mode:?}, {addr}");
+    bounded(&label, LIMIT, move || {
+        let addr = addr.to_string();
+        let t = match mode {
+            Mode::Plain => TlsChoice::Plain,
+            Mode::StartTls => TlsChoice::StartTls(client_tls),
+            Mode::Implicit => TlsChoice::Implicit(client_tls),
+        };
+        match kind {
+            ClientKind::Tokio => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(run_tokio(t, &addr, &login, &ops)),
+            ClientKind::Blocking => run_blocking(t, &addr, &login, &ops),
+            ClientKind::Smol => smol::block_on(run_smol(t, &addr, &login, &ops)),
+            ClientKind::AsyncStd => {
+                async_std::task::block_on(run_async_std(t, &addr, &login, &ops))
+            }
+        }
+    })
 }
 
+/// The TLS mode, before it becomes an adapter's own `TlsMode`.
+enum TlsChoice {
+    Plain,
+    StartTls(Arc<rustls::ClientConfig>),
+    Implicit(Arc<rustls::ClientConfig>),
+}
+
+macro_rules! tls_mode {
+    ($t:expr, $m:path) => {{
+        use $m as m;
+        let t = match $t {
+            TlsChoice::Plain => m::TlsMode::Plain,
+            TlsChoice::StartTls(c) => m::TlsMode::StartTls(c),
+            TlsChoice::Implicit(c) => m::TlsMode::Implicit(c),
+        };
+        let mut o = m::ClientOptions::new(t);
+        o.server_name = Some("localhost".into());
+        o
+    }};
+}
+
+/// The scenario, written once for all adapters: `$m` is the adapter's client module (for its
+/// `Chunk`), `$aw` is `.await` for the async ones.
 macro_rules! script {
-    ($c:ident, $login:expr, $ops:expr, $($aw:tt)*) => {{
-        let mut largest = 0usize;
+    ($c:ident, $($m:ident)::+, $login:expr, $ops:expr, [$($aw:tt)*]) => {{
+        let mut stats = BodyStats::default();
         match $login {
-            Login::UserPass(u, p) => $c.login(u, p)$($aw)*.map_err(|e| format!("login: {e}"))?,
-            Login::Apop(u, p) => $c.apop(u, p)$($aw)*.map_err(|e| format!("apop: {e}"))?,
-            Login::Sasl(creds) => $c.auth(creds.clone())$($aw)*.map_err(|e| format!("auth: {e}"))?,
+            Login::UserPass(u, p) => $c.login(u, p)$($aw)*.map_err(|e| format!("USER/PASS: {e}"))?,
+            Login::Apop(u, p) => $c.apop(u, p)$($aw)*.map_err(|e| format!("APOP: {e}"))?,
+            Login::Sasl(creds) => $c.auth(creds.clone())$($aw)*.map_err(|e| format!("AUTH {creds:?}: {e}"))?,
         }
         for op in $ops {
             match op {
+                Op::SaslMechanisms(want) => {
+                    let caps = $c.capa()$($aw)*.map_err(|e| format!("CAPA: {e}"))?;
+                    let got = sasl_of(&caps);
+                    if got != *want {
+                        return Err(format!("SASL {got:?}, expected {want:?}"));
+                    }
+                }
                 Op::Stat(count, size) => {
-                    let s = $c.stat()$($aw)*.map_err(|e| format!("stat: {e}"))?;
+                    let s = $c.stat()$($aw)*.map_err(|e| format!("STAT: {e}"))?;
                     if (s.count, s.size) != (*count, *size) {
-                        return Err(format!("STAT {s:?}, expected {count} {size}"));
+                        return Err(format!("STAT {} {}, expected {count} {size}", s.count, s.size));
                     }
                 }
                 Op::List(sizes) => {
-                    let l: Vec<u64> = $c.list()$($aw)*.map_err(|e| format!("list: {e}"))?.iter().map(|i| i.size).collect();
+                    let l: Vec<u64> = $c.list()$($aw)*.map_err(|e| format!("LIST: {e}"))?.iter().map(|i| i.size).collect();
                     if l != *sizes {
                         return Err(format!("LIST {l:?}, expected {sizes:?}"));
                     }
                 }
                 Op::Uidl(uids) => {
-                    let u: Vec<String> = $c.uidl()$($aw)*.map_err(|e| format!("uidl: {e}"))?.iter().map(|i| i.uid.as_str().to_string()).collect();
+                    let u: Vec<String> = $c.uidl()$($aw)*.map_err(|e| format!("UIDL: {e}"))?.iter().map(|i| i.uid.as_str().to_string()).collect();
                     if u != *uids {
                         return Err(format!("UIDL {u:?}, expected {uids:?}"));
                     }
                 }
                 Op::Retr(n, expected) => {
-                    let mut pos = 0;
-                    $c.retr_with(msg(*n), |chunk| check_chunk(expected, &mut pos, &mut largest, chunk))$($aw)*
-                        .map_err(|e| format!("retr {n}: {e}"))?;
-                    if pos != expected.len() {
-                        return Err(format!("RETR {n}: {pos} octets, expected {}", expected.len()));
+                    let mut check = BodyCheck::new(expected.clone());
+                    let count = $c.retr_with(msg(*n)?, |chunk| check.feed(chunk))$($aw)*
+                        .map_err(|e| format!("RETR {n}: {e}"))?;
+                    let s = check.finish().map_err(|e| format!("RETR {n}: {e}"))?;
+                    if count != s.octets {
+                        return Err(format!("RETR {n}: returned {count}, delivered {}", s.octets));
                     }
+                    stats = merge(stats, s);
+                }
+                Op::RetrTo(n, expected) => {
+                    let mut check = BodyCheck::new(expected.clone());
+                    let count = $c.retr_to(msg(*n)?, &mut check)$($aw)*
+                        .map_err(|e| format!("RETR {n} (writer): {e}"))?;
+                    let s = check.finish().map_err(|e| format!("RETR {n} (writer): {e}"))?;
+                    if count != s.octets {
+                        return Err(format!("RETR {n}: returned {count}, wrote {}", s.octets));
+                    }
+                    stats = merge(stats, s);
                 }
                 Op::Top(n, lines, expected) => {
                     let mut got = Vec::new();
-                    $c.top_with(msg(*n), *lines, |c| { got.extend_from_slice(c); Ok(()) })$($aw)*
-                        .map_err(|e| format!("top: {e}"))?;
+                    $c.top_with(msg(*n)?, *lines, |c| { got.extend_from_slice(c); Ok(()) })$($aw)*
+                        .map_err(|e| format!("TOP {n} {lines}: {e}"))?;
                     if got != *expected {
-                        return Err(format!("TOP {n} {lines}: {:?}", String::from_utf8_lossy(&got)));
+                        return Err(format!("TOP {n} {lines}: got {:?}, expected {:?}",
+                            String::from_utf8_lossy(&got), String::from_utf8_lossy(expected)));
                     }
                 }
-                Op::Dele(n) => $c.dele(msg(*n))$($aw)*.map_err(|e| format!("dele: {e}"))?,
-                Op::Rset => $c.rset()$($aw)*.map_err(|e| format!("rset: {e}"))?,
-                Op::Noop => $c.noop()$($aw)*.map_err(|e| format!("noop: {e}"))?,
-                Op::Quit => $c.quit()$($aw)*.map_err(|e| format!("quit: {e}"))?,
+                Op::Dele(n) => $c.dele(msg(*n)?)$($aw)*.map_err(|e| format!("DELE {n}: {e}"))?,
+                Op::Rset => $c.rset()$($aw)*.map_err(|e| format!("RSET: {e}"))?,
+                Op::Noop => $c.noop()$($aw)*.map_err(|e| format!("NOOP: {e}"))?,
+                Op::Quit => $c.quit()$($aw)*.map_err(|e| format!("QUIT: {e}"))?,
+                Op::FetchMany(msgs) => {
+                    let nums = msgs.iter().map(|(n, _)| msg(*n)).collect::<Result<Vec<_>, _>>()?;
+                    let mut checks: Vec<BodyCheck> = msgs.iter().map(|(_, m)| BodyCheck::new(m.clone())).collect();
+                    let mut at = 0usize;
+                    $c.fetch_many(&nums, |n, chunk| {
+                        if nums.get(at) != Some(&n) {
+                            return Err(std::io::Error::other(format!("message {n:?} out of order")));
+                        }
+                        match chunk {
+                            $($m)::+::Chunk::Data(d) => checks[at].feed(d),
+                            $($m)::+::Chunk::End => {
+                                at += 1;
+                                Ok(())
+                            }
+                        }
+                    })$($aw)*.map_err(|e| format!("fetch_many: {e}"))?;
+                    if at != nums.len() {
+                        return Err(format!("fetch_many: {at} of {} messages ended", nums.len()));
+                    }
+                    for (c, (n, _)) in checks.iter().zip(msgs) {
+                        stats = merge(stats, c.finish().map_err(|e| format!("fetch_many {n}: {e}"))?);
+                    }
+                }
+                Op::DeleteMany(ns) => {
+                    let nums = ns.iter().map(|n| msg(*n)).collect::<Result<Vec<_>, _>>()?;
+                    $c.delete_many(&nums)$($aw)*.map_err(|e| format!("delete_many: {e}"))?;
+                }
+                Op::RetrDigest(n, len, digest) => {
+                    let mut fnv = Fnv::new();
+                    let mut s = BodyStats::default();
+                    $c.retr_with(msg(*n)?, |chunk| {
+                        s.largest_chunk = s.largest_chunk.max(chunk.len());
+                        s.chunks += 1;
+                        s.octets += chunk.len() as u64;
+                        fnv.write(chunk);
+                        Ok(())
+                    })$($aw)*.map_err(|e| format!("RETR {n}: {e}"))?;
+                    if (s.octets, fnv.finish()) != (*len, *digest) {
+                        return Err(format!("RETR {n}: {} octets with digest {:x}, expected {len} with {digest:x}", s.octets, fnv.finish()));
+                    }
+                    stats = merge(stats, s);
+                }
             }
         }
-        Ok(largest)
+        Ok(stats)
     }};
 }
 
-fn msg(n: u32) -> MsgNum {
-    MsgNum::new(n).unwrap_or(MsgNum::new(1).unwrap_or_else(|_| unreachable!()))
+/// FNV-1a, 64 bits: a streaming digest (chunk boundaries do not matter) to compare a body
+/// with one that is never held in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    /// The empty digest.
+    pub fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Adds octets.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn merge(a: BodyStats, b: BodyStats) -> BodyStats {
+    BodyStats {
+        largest_chunk: a.largest_chunk.max(b.largest_chunk),
+        chunks: a.chunks + b.chunks,
+        octets: a.octets + b.octets,
+    }
+}
+
+/// The SASL mechanisms a CAPA answer lists.
+pub fn sasl_of(caps: &[Capability]) -> Vec<String> {
+    caps.iter()
+        .find_map(|c| match c {
+            Capability::Sasl(m) => Some(m.iter().map(|m| m.as_str().to_string()).collect()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn msg(n: u32) -> Result<MsgNum, String> {
+    MsgNum::new(n).map_err(|e| format!("message number {n}: {e}"))
 }
 
 async fn run_tokio(
-    mode: Mode,
+    t: TlsChoice,
     addr: &str,
-    tls: &Tls,
     login: &Login,
     ops: &[Op],
-) -> Result<usize, String> {
-    use pop3_tokio::client::{ClientOptions, Pop3Client, TlsMode};
-    let t = match mode {
-        Mode::Plain => TlsMode::Plain,
-        Mode::StartTls => TlsMode::StartTls(tls.client.clone()),
-        Mode::Implicit => TlsMode::Implicit(tls.client.clone()),
-    };
-    let mut o = ClientOptions::new(t);
-    o.server_name = Some("localhost".into());
+) -> Result<BodyStats, String> {
+    use pop3_tokio::client::Pop3Client;
+    let o = tls_mode!(t, pop3_tokio::client);
     let mut c = Pop3Client::connect(addr, o)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    script!(c, login, ops, .await)
+    script!(c, pop3_tokio::client, login, ops, [.await])
 }
 
-fn run_blocking(
-    mode: Mode,
-    addr: &str,
-    tls: &Tls,
-    login: &Login,
-    ops: &[Op],
-) -> Result<usize, String> {
-    use pop3_blocking::client::{ClientOptions, Pop3Client, TlsMode};
-    let t = match mode {
-        Mode::Plain => TlsMode::Plain,
-        Mode::StartTls => TlsMode::StartTls(tls.client.clone()),
-        Mode::Implicit => TlsMode::Implicit(tls.client.clone()),
-    };
-    let mut o = ClientOptions::new(t);
-    o.server_name = Some("localhost".into());
+fn run_blocking(t: TlsChoice, addr: &str, login: &Login, ops: &[Op]) -> Result<BodyStats, String> {
+    use pop3_blocking::client::Pop3Client;
+    let o = tls_mode!(t, pop3_blocking::client);
     let mut c = Pop3Client::connect(addr, o).map_err(|e| format!("connect: {e}"))?;
-    script!(c, login, ops,)
+    script!(c, pop3_blocking::client, login, ops, [])
 }
 
 async fn run_smol(
-    mode: Mode,
+    t: TlsChoice,
     addr: &str,
-    tls: &Tls,
     login: &Login,
     ops: &[Op],
-) -> Result<usize, String> {
-    use pop3_futures::client::{ClientOptions, Pop3Client, TlsMode};
-    let t = match mode {
-        Mode::Plain => TlsMode::Plain,
-        Mode::StartTls => TlsMode::StartTls(tls.client.clone()),
-        Mode::Implicit => TlsMode::Implicit(tls.client.clone()),
-    };
-    let mut o = ClientOptions::new(t);
-    o.server_name = Some("localhost".into());
+) -> Result<BodyStats, String> {
+    use pop3_futures::client::Pop3Client;
+    let o = tls_mode!(t, pop3_futures::client);
     let mut c = Pop3Client::connect(addr, o)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    script!(c, login, ops, .await)
+    script!(c, pop3_futures::client, login, ops, [.await])
 }
 
-/// Writes `script` to a temporary file and runs it with `python3`; returns its stdout.
-pub fn python(script: &str) -> String {
-    let mut f = tempfile::NamedTempFile::new().expect("temp file");
-    f.write_all(script.as_bytes()).expect("script");
-    let out = Command::new("python3")
-        .arg(f.path())
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+async fn run_async_std(
+    t: TlsChoice,
+    addr: &str,
+    login: &Login,
+    ops: &[Op],
+) -> Result<BodyStats, String> {
+    use pop3_futures::client::Pop3Client;
+    let o = tls_mode!(t, pop3_futures::client);
+    let tcp = async_std::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut c = Pop3Client::connect_stream(tcp, o, AsyncStd)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    script!(c, pop3_futures::client, login, ops, [.await])
+}
+
+/// The SASL mechanisms the server at `addr` offers over `mode` (asked with the blocking
+/// client, bounded).
+pub fn offered_sasl(
+    mode: Mode,
+    addr: SocketAddr,
+    client_tls: Arc<rustls::ClientConfig>,
+) -> Result<Vec<String>, String> {
+    bounded("CAPA probe", LIMIT, move || {
+        let t = match mode {
+            Mode::Plain => TlsChoice::Plain,
+            Mode::StartTls => TlsChoice::StartTls(client_tls),
+            Mode::Implicit => TlsChoice::Implicit(client_tls),
+        };
+        let o = tls_mode!(t, pop3_blocking::client);
+        let mut c = pop3_blocking::client::Pop3Client::connect(&addr.to_string(), o)
+            .map_err(|e| format!("connect: {e}"))?;
+        let caps = c.capa().map_err(|e| format!("CAPA: {e}"))?;
+        let _ = c.quit();
+        Ok(sasl_of(&caps))
+    })
 }
