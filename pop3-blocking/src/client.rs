@@ -56,18 +56,6 @@ pub struct Pop3Client {
     greeting: Option<Greeting>,
 }
 
-/// A SASL client nonce; without the OS random source, no authentication (a guessable nonce
-/// would weaken SCRAM).
-fn nonce() -> Result<Vec<u8>, Error> {
-    let mut raw = [0u8; 18];
-    getrandom::fill(&mut raw).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    Ok(raw
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
-        .collect())
-}
-
 fn tls_client(
     config: &Arc<rustls::ClientConfig>,
     name: &str,
@@ -78,7 +66,7 @@ fn tls_client(
     let conn = ClientConnection::new(config.clone(), server_name)
         .map_err(|e| Error::Tls(e.to_string()))?;
     let mut tls = StreamOwned::new(conn, tcp);
-    complete_handshake(&mut tls, limit)?;
+    complete_handshake(&mut tls, limit).map_err(Error::from_handshake)?;
     Ok(tls)
 }
 
@@ -86,11 +74,7 @@ impl Pop3Client {
     /// Connects to `addr` (`host:port`), reads the greeting and the capabilities, and for
     /// [`TlsMode::StartTls`] upgrades the connection before anything else.
     pub fn connect(addr: &str, options: ClientOptions) -> Result<Self, Error> {
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = pop3_tls::host_of(addr);
         let mut last = None;
         for sa in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&sa, options.connect_timeout) {
@@ -250,7 +234,7 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism.
     pub fn auth(&mut self, creds: ClientCredentials) -> Result<(), Error> {
-        let h = self.machine.auth(creds, &nonce()?)?;
+        let h = self.machine.auth(creds, &pop3_tls::client_nonce()?)?;
         self.simple(h)
     }
 

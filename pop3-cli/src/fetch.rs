@@ -259,11 +259,11 @@ fn describe(e: ClientError, what: &str) -> Error {
     match e {
         ClientError::Server(line) => format!("{what}: the server said -ERR {}", line.text()).into(),
         ClientError::Closed => format!("{what}: the server closed the connection").into(),
-        other if other.to_string().contains("invalid peer certificate") => format!(
+        other @ ClientError::Certificate(_) => format!(
             "{what}: {other} (the server's certificate is not trusted: --ca-file PEM names its CA)"
         )
         .into(),
-        other if other.to_string().contains("corrupt message") => format!(
+        other @ ClientError::Handshake(_) => format!(
             "{what}: {other} (the server does not speak TLS here: pop3s:// expects TLS from the first byte; try pop3:// for STLS)"
         )
         .into(),

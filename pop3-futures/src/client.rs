@@ -67,26 +67,13 @@ impl<S, R> std::fmt::Debug for Pop3Client<S, R> {
     }
 }
 
-fn nonce() -> Vec<u8> {
-    let mut raw = [0u8; 18];
-    let _ = getrandom::fill(&mut raw);
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    raw.iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
-        .collect()
-}
-
 #[cfg(feature = "smol")]
 impl Pop3Client<smol::net::TcpStream, crate::Smol> {
     /// Connects to `addr` (`host:port`) with smol's TCP (within `options.connect_timeout`),
     /// then as [`Pop3Client::connect_stream`]. On another runtime, connect its TCP stream and
     /// call [`Pop3Client::connect_stream`].
     pub async fn connect(addr: &str, options: ClientOptions) -> Result<Self, Error> {
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = pop3_tls::host_of(addr);
         let deadline = Instant::now() + options.connect_timeout;
         let connect = pin!(smol::net::TcpStream::connect(addr));
         let tcp = match select(connect, crate::Smol.sleep_until(deadline)).await {
@@ -284,7 +271,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Pop3Client<S, R> {
 
     /// `AUTH` with a SASL mechanism.
     pub async fn auth(&mut self, creds: ClientCredentials) -> Result<(), Error> {
-        let h = self.machine.auth(creds, &nonce())?;
+        let h = self.machine.auth(creds, &pop3_tls::client_nonce()?)?;
         self.simple(h).await
     }
 
@@ -504,7 +491,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin, R: Runtime>(
     let server_name = pop3_tls::server_name(name).map_err(|e| Error::Tls(e.to_string()))?;
     let connect = TlsConnector::from(config.clone()).connect(server_name, stream);
     match select(connect, runtime.sleep_until(Instant::now() + limit)).await {
-        Either::Left((r, _)) => Ok(r?),
+        Either::Left((r, _)) => r.map_err(Error::from_handshake),
         Either::Right(_) => Err(Error::Timeout),
     }
 }

@@ -265,6 +265,12 @@ pub enum Error {
     /// TLS configuration or server name.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server's certificate was refused (untrusted issuer, wrong name, expired...).
+    #[error("TLS: the server's certificate was refused: {0}")]
+    Certificate(String),
+    /// The TLS handshake failed for another reason (the peer does not speak TLS there...).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
     /// The protocol machine refused a command or the server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(#[from] pop3_proto::client::ClientError),
@@ -286,4 +292,39 @@ pub enum Error {
     /// The caller's writer or callback failed.
     #[error("output: {0}")]
     Output(std::io::Error),
+}
+
+impl Error {
+    /// The error of a failed TLS handshake: rustls' certificate verdicts and handshake errors
+    /// arrive wrapped in `std::io::Error`; they are typed here, other I/O errors stay `Io`.
+    pub fn from_handshake(e: std::io::Error) -> Error {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(c)) => Error::Certificate(format!("{c:?}")),
+            Some(other) => Error::Handshake(other.to_string()),
+            None => Error::Io(e),
+        }
+    }
+}
+
+/// The host part of `host:port` (IPv6 brackets removed), for SNI and certificate checks.
+pub fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
+/// A fresh SASL client nonce (SCRAM): 18 random printable characters from the operating
+/// system's random source.
+pub fn client_nonce() -> Result<Vec<u8>, Error> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut raw = [0u8; 18];
+    getrandom::fill(&mut raw).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
+        .collect())
 }

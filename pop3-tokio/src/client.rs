@@ -58,26 +58,11 @@ pub struct Pop3Client {
     greeting: Option<Greeting>,
 }
 
-fn nonce() -> Vec<u8> {
-    let mut raw = [0u8; 18];
-    // A failed OS random source leaves zeros: SCRAM then still works, only less fresh.
-    let _ = getrandom::fill(&mut raw);
-    raw.iter()
-        .map(|b| {
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[usize::from(*b) % 62]
-        })
-        .collect()
-}
-
 impl Pop3Client {
     /// Connects to `addr` (`host:port`), reads the greeting and the capabilities, and for
     /// [`TlsMode::StartTls`] upgrades the connection before anything else.
     pub async fn connect(addr: &str, options: ClientOptions) -> Result<Self, Error> {
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = pop3_tls::host_of(addr);
         let connect = TcpStream::connect(addr);
         let tcp = tokio::time::timeout(options.connect_timeout, connect)
             .await
@@ -272,7 +257,7 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism.
     pub async fn auth(&mut self, creds: ClientCredentials) -> Result<(), Error> {
-        let h = self.machine.auth(creds, &nonce())?;
+        let h = self.machine.auth(creds, &pop3_tls::client_nonce()?)?;
         self.simple(h).await
     }
 
@@ -493,7 +478,8 @@ async fn handshake(
 ) -> Result<TlsStream<TcpStream>, Error> {
     let server_name = pop3_tls::server_name(name).map_err(|e| Error::Tls(e.to_string()))?;
     let connect = TlsConnector::from(config.clone()).connect(server_name, tcp);
-    Ok(tokio::time::timeout(limit, connect)
+    tokio::time::timeout(limit, connect)
         .await
-        .map_err(|_| Error::Timeout)??)
+        .map_err(|_| Error::Timeout)?
+        .map_err(Error::from_handshake)
 }
