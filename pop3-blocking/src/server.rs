@@ -189,6 +189,35 @@ pub fn run_connection<A: Authenticator, S: MailStore>(
     )
 }
 
+/// Writes all of `data` by `deadline`. The socket's write timeout alone restarts with every
+/// octet the client takes, so a client reading a byte a second would never be cut off.
+fn write_by(
+    stream: &mut MaybeTls<ServerConnection>,
+    data: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let mut rest = data;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client reads too slowly",
+            ));
+        }
+        stream.tcp().set_write_timeout(Some(left))?;
+        if rest.is_empty() {
+            return stream.flush();
+        }
+        match stream.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn drive<A: Authenticator, S: MailStore>(
     mut stream: MaybeTls<ServerConnection>,
     backend: Arc<Backend<A, S>>,
@@ -201,6 +230,7 @@ fn drive<A: Authenticator, S: MailStore>(
     stream
         .tcp()
         .set_write_timeout(Some(backend.policy.idle_timeout))?;
+    let idle = backend.policy.idle_timeout;
     let mut session = Session::new(backend, conn, Instant::now());
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
@@ -209,8 +239,7 @@ fn drive<A: Authenticator, S: MailStore>(
         out.clear();
         session.poll_transmit(Instant::now(), &mut out);
         if !out.is_empty() {
-            stream.write_all(&out)?;
-            stream.flush()?;
+            write_by(&mut stream, &out, Instant::now() + idle)?;
         }
         if step == Step::StartTls {
             let (Some(cfg), MaybeTls::Plain(tcp)) = (stls.clone(), stream) else {

@@ -68,6 +68,9 @@ struct ServeArgs {
     /// Autologout after this many idle seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     idle_timeout: u64,
+    /// Close a client that takes longer than this many seconds to send one command line.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    command_timeout: u64,
     /// Most connections at once (per listener).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,

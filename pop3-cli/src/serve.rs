@@ -73,6 +73,7 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     let mut policy = Policy::default();
     policy.plaintext_auth = args.allow_plaintext_auth;
     policy.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    policy.command_timeout = Duration::from_secs(args.command_timeout.max(1));
     policy.implementation = Some(format!("pop3-rs {}", env!("CARGO_PKG_VERSION")));
     let backend = Backend::new(users, MaildirStore::new(&root), policy);
     let mut options = ServerOptions::default();

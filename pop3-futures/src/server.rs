@@ -222,13 +222,17 @@ where
                 stream.write_all(&out).await?;
                 stream.flush().await
             };
-            match select(
-                std::pin::pin!(write),
-                runtime.sleep_until(Instant::now() + idle),
-            )
-            .await
-            {
-                Either::Left((r, _)) => r?,
+            // The deadline is checked after a completed write too: a runtime that retries the
+            // write when the timer wakes it can find a little room and complete just then, and
+            // a client reading a byte a second must not get a fresh deadline that way.
+            let deadline = Instant::now() + idle;
+            match select(std::pin::pin!(write), runtime.sleep_until(deadline)).await {
+                Either::Left((r, _)) => {
+                    r?;
+                    if Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                }
                 Either::Right(_) => return Ok(()),
             }
         }

@@ -152,7 +152,9 @@ pub enum ClientError {
     Unsolicited,
     /// Octets followed the `+OK` to `STLS` before the TLS handshake: a response injection
     /// attempt (CVE-2021-22947 class). They were discarded and the session failed.
-    #[error("{0} octets arrived after the STLS reply before the TLS handshake")]
+    #[error(
+        "response injection: {0} octets arrived after the STLS reply, before the TLS handshake"
+    )]
     StlsInjection(usize),
     /// The connection ended before the reply was complete (never a complete message).
     #[error("connection closed in the middle of a reply")]

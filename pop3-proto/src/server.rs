@@ -91,6 +91,11 @@ pub struct ServerConfig {
     /// Autologout: an idle session is closed, without UPDATE, after this long (RFC 1939 §3:
     /// at least 10 minutes).
     pub idle_timeout: Duration,
+    /// A line, once begun, must be complete within this while the server waits for it: a
+    /// client trickling a command (or an endless line) a byte at a time is closed
+    /// ([`CloseReason::CommandTimeout`]) instead of holding the connection for ever, which the
+    /// autologout timer alone would allow, since every byte is activity.
+    pub command_timeout: Duration,
     /// The session is closed after this many consecutive errors.
     pub max_consecutive_errors: u32,
     /// How long a failed authentication's `-ERR` is held back.
@@ -132,6 +137,7 @@ impl Default for ServerConfig {
             port: None,
             scram_fake_key: None,
             idle_timeout: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(60),
             max_consecutive_errors: 10,
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
@@ -237,6 +243,8 @@ pub enum CloseReason {
     Eof,
     /// The autologout timer expired.
     Timeout,
+    /// A line took longer than [`ServerConfig::command_timeout`] to arrive.
+    CommandTimeout,
     /// Too many consecutive errors.
     TooManyErrors,
     /// Too many failed authentications.
@@ -289,6 +297,9 @@ pub enum Rejection {
     AuthNotAllowed,
     /// The SASL exchange failed or was cancelled.
     SaslFailed,
+    /// The line is not valid UTF-8 (a command, its arguments and a password are ASCII or,
+    /// at most, UTF-8: RFC 6856).
+    InvalidUtf8,
 }
 
 /// A reply call that does not fit what the machine is waiting for.
@@ -336,6 +347,8 @@ pub struct Server {
     consecutive_errors: u32,
     auth_failures: u32,
     idle_deadline: Instant,
+    /// Since when the server has been waiting for the rest of a begun line.
+    partial_since: Option<Instant>,
     /// A failed login's reply, held back until the instant.
     delayed: Option<(Instant, Vec<u8>)>,
     close_after_delay: bool,
@@ -366,6 +379,7 @@ impl Server {
             consecutive_errors: 0,
             auth_failures: 0,
             idle_deadline: now + config.idle_timeout,
+            partial_since: None,
             delayed: None,
             close_after_delay: false,
             user_login_delay: None,
@@ -535,7 +549,26 @@ impl Server {
             return None;
         }
         let delayed = self.delayed.as_ref().map(|(t, _)| *t);
-        Some(delayed.map_or(self.idle_deadline, |d| d.min(self.idle_deadline)))
+        let deadline = delayed.map_or(self.idle_deadline, |d| d.min(self.idle_deadline));
+        Some(self.line_deadline().map_or(deadline, |d| d.min(deadline)))
+    }
+
+    /// Whether [`Server::poll_event`] would read a command now, were one complete.
+    fn reading(&self) -> bool {
+        self.state != ServerState::Closed
+            && self.state != ServerState::TlsHandshake
+            && self.delayed.is_none()
+            && matches!(self.awaiting, Awaiting::Nothing | Awaiting::SaslLine)
+            && self.out.len() < self.config.high_water
+    }
+
+    /// When the line being waited for must be complete. Only while the server is itself
+    /// waiting for it: time spent on the server's side (backpressure, a backend call) does
+    /// not count against the client.
+    fn line_deadline(&self) -> Option<Instant> {
+        let since = self.partial_since?;
+        (self.reading() && self.pos >= self.input.len())
+            .then(|| since + self.config.command_timeout)
     }
 
     /// Advances time: releases a delayed reply, or closes an idle session (autologout, never
@@ -553,7 +586,9 @@ impl Server {
             }
             self.idle_deadline = now + self.config.idle_timeout;
         }
-        if now >= self.idle_deadline {
+        if self.line_deadline().is_some_and(|d| now >= d) {
+            self.close_with(CloseReason::CommandTimeout);
+        } else if now >= self.idle_deadline {
             self.close_with(CloseReason::Timeout);
         }
     }
@@ -587,6 +622,7 @@ impl Server {
             self.input.clear();
             self.pos = 0;
             self.framer.reset();
+            self.partial_since = None;
             self.user = None;
         }
     }
@@ -597,18 +633,18 @@ impl Server {
             if let Some(ev) = self.events.pop_front() {
                 return Some(ev);
             }
-            if self.state == ServerState::Closed
-                || self.state == ServerState::TlsHandshake
-                || self.delayed.is_some()
-                || !matches!(self.awaiting, Awaiting::Nothing | Awaiting::SaslLine)
-                || self.out.len() >= self.config.high_water
-            {
+            if !self.reading() {
                 return None;
             }
             if self.pos >= self.input.len() {
                 if self.eof {
                     self.close_with(CloseReason::Eof);
                     continue;
+                }
+                if !self.framer.has_partial() {
+                    self.partial_since = None;
+                } else if self.partial_since.is_none() {
+                    self.partial_since = Some(self.now);
                 }
                 return None;
             }
@@ -622,6 +658,7 @@ impl Server {
                 }
             };
             self.pos += used;
+            self.partial_since = None;
             match line {
                 Some(l) => self.handle_line(&l),
                 None => {
@@ -669,6 +706,9 @@ impl Server {
     fn handle_line(&mut self, raw: &[u8]) {
         if matches!(self.awaiting, Awaiting::SaslLine) {
             return self.sasl_line(raw);
+        }
+        if std::str::from_utf8(raw).is_err() {
+            return self.reject(Rejection::InvalidUtf8, "Invalid UTF-8 in command");
         }
         let cmd = match decode::command(raw) {
             Ok((_, c)) => c,

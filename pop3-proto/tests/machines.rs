@@ -814,6 +814,87 @@ fn autologout_closes_without_update() {
 }
 
 #[test]
+fn a_line_trickled_a_byte_at_a_time_is_cut_off() {
+    let t0 = Instant::now();
+    let sec = |n: u64| t0 + Duration::from_secs(n);
+    let mut server = Server::new(config(), t0);
+    let mut app = App::new(mailbox());
+    // A short command sent a byte a second is a slow client, not an attack: served.
+    for (i, b) in b"CAPA\r\n".iter().enumerate() {
+        server.handle_input(&[*b], sec(i as u64));
+        app.serve(&mut server, sec(i as u64));
+    }
+    assert!(!server.is_closed());
+    let mut out = Vec::new();
+    server.poll_transmit(sec(6), &mut out);
+    assert!(out.ends_with(b"\r\n.\r\n"), "{out:?}");
+    assert!(
+        out.windows(6).any(|w| w == b"\r\n+OK "),
+        "the CAPA reply: {out:?}"
+    );
+    // Every byte resets autologout, but not the line: 60 bytes of a line that never ends, one
+    // a second, and the session is closed, without UPDATE.
+    let start = 100;
+    for i in 0..60 {
+        assert!(!server.is_closed(), "closed after {i} s");
+        server.handle_input(b"x", sec(start + i));
+        app.serve(&mut server, sec(start + i));
+        assert_eq!(server.poll_timeout(), Some(sec(start + 60)));
+        server.handle_timeout(sec(start + i));
+    }
+    server.handle_timeout(sec(start + 60));
+    assert!(server.is_closed());
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::Closed(CloseReason::CommandTimeout))
+    );
+    // The same after an over-long line is reported: the discarding goes on only as long.
+    let mut server = Server::new(config(), t0);
+    server.handle_input(&[b'y'; 300], t0);
+    app.serve(&mut server, t0);
+    assert_eq!(server.poll_timeout(), Some(sec(60)));
+    server.handle_input(b"yyy", sec(59));
+    app.serve(&mut server, sec(59));
+    server.handle_timeout(sec(60));
+    assert!(server.is_closed());
+}
+
+#[test]
+fn time_the_server_spends_is_not_charged_to_the_line() {
+    let t0 = Instant::now();
+    let sec = |n: u64| t0 + Duration::from_secs(n);
+    let mut server = Server::new(config(), t0);
+    let mut app = App::new(mailbox());
+    server.handle_input(b"USER alice\r\nPASS open sesame\r\n", t0);
+    app.serve(&mut server, t0);
+    assert_eq!(server.state(), ServerState::Transaction);
+    // A pipelined command, then half of the next; the server is busy with the first (the
+    // backend has not answered) for longer than the command timeout.
+    server.handle_input(b"STAT\r\nLI", t0);
+    let ev = server.poll_event();
+    assert!(
+        matches!(ev, Some(ServerEvent::Request(Request::Stat))),
+        "{ev:?}"
+    );
+    assert_eq!(server.poll_timeout(), Some(sec(600)));
+    server.handle_timeout(sec(120));
+    assert!(!server.is_closed());
+    server
+        .reply_stat(Stat {
+            count: 2,
+            size: 300,
+        })
+        .unwrap();
+    // Now the server waits for the rest of the line: the clock starts.
+    assert_eq!(server.poll_event(), None);
+    assert_eq!(server.poll_timeout(), Some(sec(180)));
+    server.handle_input(b"ST\r\n", sec(150));
+    app.serve(&mut server, sec(150));
+    assert!(!server.is_closed());
+    assert_eq!(server.poll_timeout(), Some(sec(750)));
+}
+
+#[test]
 fn eof_closes_without_update() {
     let t0 = Instant::now();
     let mut server = Server::new(config(), t0);

@@ -46,6 +46,9 @@ pub struct Policy {
     pub apop: bool,
     /// Autologout after this much inactivity (RFC 1939 §3: at least 10 minutes).
     pub idle_timeout: Duration,
+    /// A command line, once begun, must arrive within this (slow clients trickling bytes are
+    /// closed; see [`pop3_proto::server::ServerConfig::command_timeout`]).
+    pub command_timeout: Duration,
     /// Delay before the `-ERR` of a failed authentication.
     pub auth_failure_delay: Duration,
     /// Failed authentications allowed per connection.
@@ -75,6 +78,7 @@ impl Default for Policy {
             plaintext_auth: false,
             apop: true,
             idle_timeout: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(60),
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failures: 3,
             max_consecutive_errors: 10,
@@ -130,6 +134,7 @@ impl<A: Authenticator, S: MailStore> Backend<A, S> {
         c.hostname = p.hostname.clone();
         c.port = conn.local_port;
         c.idle_timeout = p.idle_timeout;
+        c.command_timeout = p.command_timeout;
         c.max_consecutive_errors = p.max_consecutive_errors;
         c.auth_failure_delay = p.auth_failure_delay;
         c.max_auth_failures = p.max_auth_failures;

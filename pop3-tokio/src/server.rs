@@ -143,13 +143,16 @@ async fn drive<A: Authenticator, S: MailStore>(
         if !out.is_empty() {
             // A client that never reads must not pin the task: the write is bounded by the
             // idle timeout, like the reads.
+            // Late is as bad as never: a write completing past the deadline ends it too.
+            let deadline = Instant::now() + idle;
             match tokio::time::timeout(idle, async {
                 stream.write_all(&out).await?;
                 stream.flush().await
             })
             .await
             {
-                Ok(r) => r?,
+                Ok(r) if Instant::now() < deadline => r?,
+                Ok(r) => return r,
                 Err(_) => return Ok(()),
             }
         }
