@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Runs the same loads against our server (`pop3 serve`) and Dovecot (Debian's package,
-# configured here in a temporary directory) on 127.0.0.1, over identical copies of the same
-# Maildirs and users, and prints each result and the ratio, with each server's peak memory.
+# Runs the same loads against our server (`pop3 serve`), Dovecot as Debian ships it (a login
+# process and a pop3 process per connection) and Dovecot tuned for speed (login and pop3
+# processes shared by many connections), all configured here in a temporary directory, on
+# 127.0.0.1, over identical copies of the same Maildirs and users; prints each result, each
+# server's memory and the ratios.
 #
 #   bench/compare.sh [USERS] [MESSAGES_PER_USER] [SESSIONS] [CONCURRENCY] [IDLE]
 #
-# IDLE > 0 adds a load of IDLE concurrent logged-in idle sessions (held 10 s; Dovecot with its
-# default process per session gets DOVECOT_IDLE, default min(IDLE, 2000)), reporting each
-# server's memory per idle session; it needs at least IDLE users (the maildrop lock), so USERS
-# is raised to IDLE for it (the extra users have empty maildrops).
+# Loads: SESSIONS short sessions (login, STAT, QUIT), CONCURRENCY at once; a bulk download
+# (every user's messages, all users at once); with IDLE > 0, IDLE concurrent logged-in idle
+# sessions, reporting resident memory per session while they are held (Debian's Dovecot gets
+# DOVECOT_IDLE, default min(IDLE, 2000): a process per session does not fit 10,000 times in
+# this machine). Idle needs IDLE users (the maildrop lock): the extra users have empty
+# maildrops.
 #
 # Needs: dovecot-core and dovecot-pop3d (.ci/install-peers.sh), a release build
 # (`cargo build --release -p pop3-cli -p pop3-bench`, done here).
@@ -58,9 +62,18 @@ dove_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));
     --allow-plaintext-auth --max-connections 20000 2>/dev/null &
 ours=$!
 
-# Dovecot in its own directory DIR on PORT.
-start_dovecot() { # DIR PORT
-  local d=$1 port=$2
+# Dovecot in its own directory DIR on PORT. TUNED=1 adds Dovecot's high-performance settings:
+# login processes that serve many connections, and pop3 processes that serve up to 1,000
+# sessions each (by default, both start a process per connection).
+start_dovecot() { # DIR PORT TUNED
+  local d=$1 port=$2 tuned=$3
+  local login_extra="" pop3_extra=""
+  if [ "$tuned" = 1 ]; then
+    login_extra="service_count = 0
+  process_min_avail = $(nproc)"
+    pop3_extra="service_count = 0
+  client_limit = 1000"
+  fi
   mkdir -p "$d/run" "$d/state"
   cat > "$d/dovecot.conf" <<CONF
 base_dir = $d/run
@@ -90,9 +103,11 @@ service pop3-login {
   }
   process_limit = 20000
   client_limit = 20000
+  $login_extra
 }
 service pop3 {
   process_limit = 20000
+  $pop3_extra
 }
 service anvil {
   chroot =
@@ -104,10 +119,15 @@ CONF
   dove=$!
   wait_port "$port"
 }
+stop_dovecot() {
+  kill "$dove" 2>/dev/null || true
+  wait "$dove" 2>/dev/null || true
+  dove=
+  sleep 1
+}
 wait_port() { # PORT
   for _ in $(seq 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return; sleep 0.1; done
 }
-start_dovecot "$work/dovecot" "$dove_port"
 wait_port "$ours_port"
 
 # Peak resident memory of a process tree, sampled every 100 ms while a load runs.
@@ -143,35 +163,45 @@ print(f"{x:.1f} / {y:.1f} = {x / y if y else float('inf'):.2f}x")
 PY
 }
 
-echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once"
-echo "-- short sessions (login, STAT, QUIT)"
-run ours-short "$ours_port" "$bin/pop3 serve" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
-run dovecot-short "$dove_port" "dovecot" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
-echo "   sessions/s ours/dovecot: $(ratio '([0-9.]+) sessions/s' ours-short dovecot-short)"
-echo "-- bulk download (login, STAT, UIDL, RETR every message, QUIT), one session per user"
-run ours-bulk "$ours_port" "$bin/pop3 serve" --users "$users" --sessions "$users" --concurrency "$users" --mode full
-run dovecot-bulk "$dove_port" "dovecot" --users "$users" --sessions "$users" --concurrency "$users" --mode full
-echo "   MB/s ours/dovecot: $(ratio '([0-9.]+) MB/s' ours-bulk dovecot-bulk)"
+idle_run() { # NAME PORT PATTERN SESSIONS
+  local name=$1 port=$2 pat=$3 n=$4
+  # Held long enough that every session is logged in before the first one quits.
+  local hold=$(( 10 + n / 250 ))
+  local base
+  base=$(ps -eo rss=,args= | awk -v pat="$pat" 'index($0, pat) && !/awk -v pat/ {s += $1} END {print s+0}')
+  # Resident memory and processes while the sessions are held.
+  (sleep $(( hold - 3 )); ps -eo rss=,args= | awk -v pat="$pat" 'index($0, pat) && !/awk -v pat/ {s += $1; c++} END {print s+0, c+0}' > "$work/$name.steady") &
+  local counter=$!
+  run "$name-idle" "$port" "$pat" --users "$all_users" --sessions "$n" --concurrency "$n" --mode idle --hold "$hold"
+  wait "$counter"
+  local peak steady procs
+  peak=$(cat "$work/$name-idle.rss")
+  read -r steady procs < "$work/$name.steady"
+  echo "   $name: $(( (steady - base) * 1024 / n )) bytes of resident memory per idle session at $n sessions ($((steady / 1024)) MiB held, $((base / 1024)) MiB before, $((peak / 1024)) MiB peak, $procs processes)"
+}
 
-if [ "$idle" -gt 0 ]; then
-  # Dovecot runs a process (about 3.4 MB) per session (its pop3 service does not share a
-  # process between sessions, whatever client_limit says): at 10,000 that is more memory than
-  # this machine has, so it gets DOVECOT_IDLE sessions (default: IDLE up to 2,000).
-  dove_idle=${DOVECOT_IDLE:-$(( idle < 2000 ? idle : 2000 ))}
-  idle_run() { # NAME PORT PATTERN SESSIONS
-    local name=$1 port=$2 pat=$3 n=$4
-    local base
-    base=$(ps -eo rss=,args= | awk -v pat="$pat" 'index($0, pat) && !/awk -v pat/ {s += $1} END {print s+0}')
-    # Processes while the sessions are held (they are all up after a few seconds).
-    (sleep 8; ps -eo args= | awk -v pat="$pat" 'index($0, pat) && !/awk -v pat/' | wc -l > "$work/$name.procs") &
-    local counter=$!
-    run "$name-idle" "$port" "$pat" --users "$all_users" --sessions "$n" --concurrency "$n" --mode idle --hold 10
-    wait "$counter"
-    local peak
-    peak=$(cat "$work/$name-idle.rss")
-    echo "   $name: $(( (peak - base) * 1024 / n )) bytes of resident memory per idle session at $n sessions (peak $((peak / 1024)) MiB, before $((base / 1024)) MiB, $(cat "$work/$name.procs") processes)"
-  }
-  echo "-- concurrent idle sessions (logged in, held 10 s)"
-  idle_run ours "$ours_port" "$bin/pop3 serve" "$idle"
-  idle_run dovecot "$dove_port" "dovecot" "$dove_idle"
-fi
+echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once"
+# Dovecot runs a process (about 3.4 MB) per session by default: at 10,000 sessions that is more
+# memory than this machine has, so it gets DOVECOT_IDLE idle sessions (default: IDLE up to
+# 2,000). Tuned, it gets IDLE.
+dove_idle=${DOVECOT_IDLE:-$(( idle < 2000 ? idle : 2000 ))}
+for who in ours dovecot dovecot-tuned; do
+  case $who in
+    ours) port=$ours_port; pat="$bin/pop3 serve"; n_idle=$idle ;;
+    dovecot) start_dovecot "$work/dovecot" "$dove_port" 0; port=$dove_port; pat=dovecot; n_idle=$dove_idle ;;
+    dovecot-tuned) stop_dovecot; start_dovecot "$work/dovecot-tuned" "$dove_port" 1; port=$dove_port; pat=dovecot; n_idle=$idle ;;
+  esac
+  echo "-- $who: short sessions (login, STAT, QUIT)"
+  run "$who-short" "$port" "$pat" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
+  echo "-- $who: bulk download (login, STAT, UIDL, RETR every message, QUIT), one session per user"
+  run "$who-bulk" "$port" "$pat" --users "$users" --sessions "$users" --concurrency "$users" --mode full
+  if [ "$idle" -gt 0 ]; then
+    echo "-- $who: concurrent idle sessions (logged in and held)"
+    idle_run "$who" "$port" "$pat" "$n_idle"
+  fi
+done
+echo "== ratios"
+for d in dovecot dovecot-tuned; do
+  echo "   short sessions/s, ours/$d: $(ratio '([0-9.]+) sessions/s' ours-short "$d-short")"
+  echo "   bulk MB/s, ours/$d: $(ratio '([0-9.]+) MB/s' ours-bulk "$d-bulk")"
+done
