@@ -540,6 +540,17 @@ fn answer(
     body: &mut Vec<u8>,
 ) {
     let pick = u8::arbitrary(u).unwrap_or(0);
+    // Lines that are not UTF-8 are refused before they reach the backend.
+    match &ev {
+        ServerEvent::Login(LoginRequest::Pass { user, password }) => {
+            assert!(std::str::from_utf8(user.as_bytes()).is_ok(), "user {user:?}");
+            assert!(std::str::from_utf8(password.expose_secret().as_bytes()).is_ok());
+        }
+        ServerEvent::Login(LoginRequest::Apop { user, .. }) => {
+            assert!(std::str::from_utf8(user.as_bytes()).is_ok(), "user {user:?}");
+        }
+        _ => {}
+    }
     match ev {
         ServerEvent::Login(
             LoginRequest::Pass { .. } | LoginRequest::Apop { .. } | LoginRequest::Sasl { .. },
@@ -634,6 +645,13 @@ pub(crate) fn server_session(data: &[u8]) {
             ServerOp::Sleep(secs) => {
                 now += Duration::from_secs(u64::from(secs));
                 server.handle_timeout(now);
+                // Every timer that was due has fired: an adapter sleeping until the next
+                // deadline must not be woken again at once, for ever.
+                assert!(
+                    server.is_closed() || server.poll_timeout().is_some_and(|d| d > now),
+                    "deadline {:?} not after now",
+                    server.poll_timeout().map(|d| d - now)
+                );
             }
             ServerOp::Eof => server.handle_eof(now),
             ServerOp::TlsEstablished => server.tls_established(),
