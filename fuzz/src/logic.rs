@@ -543,11 +543,17 @@ fn answer(
     // Lines that are not UTF-8 are refused before they reach the backend.
     match &ev {
         ServerEvent::Login(LoginRequest::Pass { user, password }) => {
-            assert!(std::str::from_utf8(user.as_bytes()).is_ok(), "user {user:?}");
+            assert!(
+                std::str::from_utf8(user.as_bytes()).is_ok(),
+                "user {user:?}"
+            );
             assert!(std::str::from_utf8(password.expose_secret().as_bytes()).is_ok());
         }
         ServerEvent::Login(LoginRequest::Apop { user, .. }) => {
-            assert!(std::str::from_utf8(user.as_bytes()).is_ok(), "user {user:?}");
+            assert!(
+                std::str::from_utf8(user.as_bytes()).is_ok(),
+                "user {user:?}"
+            );
         }
         _ => {}
     }

@@ -1,8 +1,15 @@
 //! `async-pop-fetch`: downloads every message of a maildrop with the third-party `async-pop`
 //! crate, for `bench/clients.sh` to compare `pop3 fetch` with.
 //!
-//! Written as a user of that crate would: `connect_plain`, `login` (USER/PASS), `list`, one
+//! Written as a user of that crate would: `connect_plain`, `login` (USER/PASS), `stat`, one
 //! `retr` per message (the crate sends one command and waits for its whole reply), `quit`.
+//!
+//! `stat`, not `list`: async-pop 1.1.3 hangs on the first `retr` after a `list` whose reply
+//! is longer than that `retr`'s (e.g. 2000 messages: a 22 kB LIST, then an 8 kB RETR). Its
+//! stream remembers the byte count a partial parse asked for (`decode_needs`) and does not
+//! reset it after a complete response, so it will not parse the next reply until that many
+//! bytes have arrived; once the server gives up and closes, a read of 0 bytes is retried
+//! forever (a busy loop).
 //! Each message goes to `OUTDIR/N` with CRLF line ends as on the wire; the crate drops the
 //! CRLF before the terminating `.`, so it is put back, which makes each file exactly as long
 //! as the size the server lists. Nothing is deleted. Prints `N messages, B bytes`.
@@ -18,7 +25,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use async_pop::response::list::ListResponse;
 use async_pop::response::types::DataType;
 use clap::Parser;
 
@@ -53,23 +59,16 @@ async fn run(args: Args) -> Result<(usize, u64), Error> {
         async_pop::connect_plain(args.addr.as_str()).await?
     };
     client.login(&args.user, &args.password).await?;
-    let numbers: Vec<usize> = match client.list(None).await? {
-        ListResponse::Multiple(list) => list
-            .items()
-            .iter()
-            .map(|item| item.counter().value())
-            .collect::<Result<_, _>>()?,
-        ListResponse::Single(item) => vec![item.counter().value()?],
-    };
+    let count = client.stat().await?.counter().value()?;
     let mut bytes = 0u64;
-    for &n in &numbers {
+    for n in 1..=count {
         let mut message = client.retr(n).await?.to_vec();
         message.extend_from_slice(b"\r\n");
         bytes += message.len() as u64;
         std::fs::write(args.outdir.join(n.to_string()), &message)?;
     }
     client.quit().await?;
-    Ok((numbers.len(), bytes))
+    Ok((count, bytes))
 }
 
 fn main() -> ExitCode {
