@@ -30,6 +30,11 @@
 # (see bench/src/bin/async_pop_fetch.rs): the crate's own way stalls ~40 ms per command on
 # Nagle's algorithm and delayed ACKs.
 #
+# Everything (the server's maildrop, each client's output) lives in a fresh directory under
+# $TMPDIR (default /tmp). Every client creates one file per message, so on a disk where
+# creating a file is slow that cost is in every row: `TMPDIR=/dev/shm bench/clients.sh` runs
+# the same comparison on tmpfs, which isolates the clients themselves.
+#
 # Needs: GNU time (/usr/bin/time, Debian package `time`), curl, python3; optional: eatmydata.
 # Honours CARGO_TARGET_DIR.
 set -euo pipefail
@@ -50,7 +55,7 @@ cargo build -q --release -p pop3-cli -p pop3-bench
 bin="${CARGO_TARGET_DIR:-$here/target}/release"
 case "$bin" in /*) ;; *) bin="$here/$bin" ;; esac
 
-work="$(mktemp -d /tmp/pop3-clients.XXXX)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/pop3-clients.XXXX")"
 server=""
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi

@@ -25,7 +25,7 @@ idle="${5:-0}"
 cd "$(dirname "$0")/.."
 cargo build -q --release -p pop3-cli -p pop3-bench
 bin=target/release
-work="$(mktemp -d /tmp/pop3-compare.XXXX)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/pop3-compare.XXXX")"
 chmod 755 "$work"
 trap 'kill $ours $dove 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 

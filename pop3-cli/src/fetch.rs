@@ -9,9 +9,9 @@
 //!    holds was stored by an earlier run that did not get as far as its QUIT: it is not
 //!    fetched again, only deleted (without `--keep`).
 //! 3. `RETR` the rest, pipelined; each message is made durable (Maildir: `tmp/`, fsync,
-//!    rename into `new/`, fsync of `new/`; mbox: append, fsync) and its key recorded as it
-//!    ends. Nothing is deleted yet: a kill here leaves every message on the server and the
-//!    stored ones recognisable.
+//!    rename into `new/`, fsync of `new/`, in batches of messages; mbox: append, fsync as it
+//!    ends) and its key recorded. Nothing is deleted yet: a kill here leaves every message on
+//!    the server and the stored ones recognisable.
 //! 4. Sync the record, then send the `DELE`s, only for messages stored durably (now or
 //!    before), then `QUIT`: the server deletes only at that QUIT (RFC 1939 §6), so a kill
 //!    before it deletes nothing, and the next run skips and deletes the stored ones.

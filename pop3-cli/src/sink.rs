@@ -7,7 +7,12 @@
 //!
 //! - **Maildir**: a message is written to `tmp/` (CRLF line ends turned into LF, as mail is
 //!   stored on Unix), synced, renamed into `new/` under a name that carries its key
-//!   (`….U<key>.host`), and `new/` is synced. On start the names in `new/` and `cur/` are
+//!   (`….U<key>.host`), and `new/` is synced. That is done in batches ([`BATCH_MESSAGES`],
+//!   [`BATCH_BYTES`], [`BATCH_AGE`]) with the files of a batch synced in parallel, so that
+//!   the file system commits its journal once for many messages instead of twice for each
+//!   (one fsync per message made fetching 3 to 4 times slower). A file reaches `new/` only
+//!   after its data is durable, so a name in `new/` is always a whole message; a batch a kill
+//!   interrupts is still in `tmp/` and is fetched again. On start the names in `new/` and `cur/` are
 //!   scanned, so a message stored just before a kill is never fetched again even if nothing
 //!   else recorded it (a mail reader moving it to `cur/` keeps the name). A file a kill left in
 //!   `tmp/` is removed when its message is fetched again.
@@ -35,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -110,10 +115,55 @@ struct MaildirMessage {
     unix: Unixify,
 }
 
+/// A message written whole to `tmp/`, not yet durable.
+struct Written {
+    file: File,
+    tmp: PathBuf,
+    name: String,
+    key: String,
+}
+
+/// A Maildir batch is made durable once it holds this many messages,
+const BATCH_MESSAGES: usize = 64;
+/// or this many octets,
+const BATCH_BYTES: u64 = 16 << 20;
+/// or its first message was written this long ago (a slow server still sees its messages
+/// deleted soon after they arrive, and a kill costs little to fetch again).
+const BATCH_AGE: Duration = Duration::from_secs(1);
+/// Threads that sync the files of a batch at once: concurrent fsyncs share journal commits.
+const SYNC_THREADS: usize = 16;
+
+/// Syncs every file, `SYNC_THREADS` at a time.
+fn sync_all(files: &[Written]) -> std::io::Result<()> {
+    if files.len() <= 1 {
+        return files.iter().try_for_each(|w| w.file.sync_all());
+    }
+    let per_thread = files.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| s.spawn(move || chunk.iter().try_for_each(|w| w.file.sync_all())))
+            .collect();
+        // Every thread is joined before the first error is returned.
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
+            })
+            .collect();
+        results.into_iter().collect()
+    })
+}
+
 enum Kind {
     Maildir {
         dir: PathBuf,
         current: Option<MaildirMessage>,
+        /// Messages written to `tmp/` whole, to be made durable together.
+        batch: Vec<Written>,
+        batch_bytes: u64,
+        batch_since: Option<Instant>,
         /// Files a killed run left in `tmp/`, by key.
         stale_tmp: HashMap<String, Vec<PathBuf>>,
     },
@@ -180,6 +230,9 @@ impl Sink {
             kind: Kind::Maildir {
                 dir: dir.to_path_buf(),
                 current: None,
+                batch: Vec::new(),
+                batch_bytes: 0,
+                batch_since: None,
                 stale_tmp,
             },
             record_path,
@@ -246,6 +299,7 @@ impl Sink {
                 dir,
                 current,
                 stale_tmp,
+                ..
             } => {
                 // A partial copy of this very message from a killed run.
                 for old in stale_tmp.remove(key).unwrap_or_default() {
@@ -306,22 +360,39 @@ impl Sink {
         }
     }
 
-    /// Makes the message durable and records it.
+    /// Ends the message: an mbox message is made durable and recorded now, a Maildir one with
+    /// its batch ([`Sink::sync_record`] makes every finished message durable).
     pub(crate) fn finish(&mut self, key: &str) -> std::io::Result<()> {
         match &mut self.kind {
-            Kind::Maildir { dir, current, .. } => {
+            Kind::Maildir {
+                current,
+                batch,
+                batch_bytes,
+                batch_since,
+                ..
+            } => {
                 let Some(mut m) = current.take() else {
                     return Err(std::io::Error::other("no message started"));
                 };
                 self.scratch.clear();
                 m.unix.finish(&mut self.scratch);
                 m.out.write_all(&self.scratch)?;
-                let f = m.out.into_inner().map_err(|e| e.into_error())?;
-                f.sync_all()?;
-                fs::rename(&m.tmp, dir.join("new").join(&m.name))?;
-                sync_dir(&dir.join("new"))?;
-                // The name in new/ is the proof; the record line is synced before QUIT.
-                self.record.write_all(format!("D {key}\n").as_bytes())?;
+                let file = m.out.into_inner().map_err(|e| e.into_error())?;
+                *batch_bytes += file.metadata()?.len();
+                batch_since.get_or_insert_with(Instant::now);
+                batch.push(Written {
+                    file,
+                    tmp: m.tmp,
+                    name: m.name,
+                    key: key.to_string(),
+                });
+                let full = batch.len() >= BATCH_MESSAGES
+                    || *batch_bytes >= BATCH_BYTES
+                    || batch_since.is_some_and(|t| t.elapsed() >= BATCH_AGE);
+                if full {
+                    self.commit()?;
+                }
+                return Ok(());
             }
             Kind::Mbox { file, out } => {
                 if let Some((mut w, _)) = out.take() {
@@ -359,8 +430,43 @@ impl Sink {
     /// Makes the record durable: called before `QUIT`, so that the stored messages the server
     /// may not have deleted are known to the next run.
     pub(crate) fn sync_record(&mut self) -> std::io::Result<()> {
+        self.commit()?;
         self.record.flush()?;
         self.record.sync_data()
+    }
+
+    /// Makes the Maildir batch durable: its files synced, moved into `new/`, `new/` synced,
+    /// then its keys recorded (the names in `new/` are the proof; the record lines are synced
+    /// by [`Sink::sync_record`]). On an error the batch stays in `tmp/`, to be fetched again.
+    fn commit(&mut self) -> std::io::Result<()> {
+        let Kind::Maildir {
+            dir,
+            batch,
+            batch_bytes,
+            batch_since,
+            ..
+        } = &mut self.kind
+        else {
+            return Ok(());
+        };
+        *batch_bytes = 0;
+        *batch_since = None;
+        let batch = std::mem::take(batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        sync_all(&batch)?;
+        let new = dir.join("new");
+        for w in &batch {
+            fs::rename(&w.tmp, new.join(&w.name))?;
+        }
+        sync_dir(&new)?;
+        let mut lines = String::new();
+        for w in batch {
+            lines.push_str(&format!("D {}\n", w.key));
+            self.done.insert(w.key);
+        }
+        self.record.write_all(lines.as_bytes())
     }
 
     /// Rewrites the record with the stored keys still on the server (`live`), and removes
@@ -646,6 +752,73 @@ fn asctime(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn store(sink: &mut Sink, n: usize) -> String {
+        let k = key("host", "user", &format!("uid{n}"));
+        sink.begin(&k).unwrap();
+        sink.write(format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes())
+            .unwrap();
+        sink.finish(&k).unwrap();
+        k
+    }
+
+    #[test]
+    fn maildir_messages_reach_new_in_batches_and_all_by_sync_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::maildir(dir.path(), "host", "user").unwrap();
+        let first: Vec<String> = (0..3).map(|n| store(&mut sink, n)).collect();
+        // Not durable yet: still in tmp/, not recorded, not known as stored.
+        assert_eq!(names(&dir.path().join("tmp")).len(), 3);
+        assert!(names(&dir.path().join("new")).is_empty());
+        assert!(!sink.has(&first[0]));
+        for n in 3..BATCH_MESSAGES {
+            store(&mut sink, n);
+        }
+        // A full batch is committed by the finish that fills it.
+        assert_eq!(names(&dir.path().join("new")).len(), BATCH_MESSAGES);
+        assert!(names(&dir.path().join("tmp")).is_empty());
+        assert!(first.iter().all(|k| sink.has(k)));
+        let last = store(&mut sink, BATCH_MESSAGES);
+        assert!(!sink.has(&last));
+        sink.sync_record().unwrap();
+        assert!(sink.has(&last));
+        let new = names(&dir.path().join("new"));
+        assert_eq!(new.len(), BATCH_MESSAGES + 1);
+        assert!(new.iter().any(|n| key_in_name(n) == Some(last.as_str())));
+        let record = fs::read_to_string(dir.path().join(record_name("host", "user"))).unwrap();
+        assert_eq!(record.lines().count(), BATCH_MESSAGES + 1);
+        assert!(record.contains(&format!("D {last}\n")));
+        // The content is whole, with LF line ends.
+        let path = dir.path().join("new").join(
+            new.iter()
+                .find(|n| key_in_name(n) == Some(first[1].as_str()))
+                .unwrap(),
+        );
+        assert_eq!(fs::read(path).unwrap(), b"Subject: 1\n\nbody\n");
+    }
+
+    #[test]
+    fn a_maildir_batch_left_unsynced_is_fetched_again_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = {
+            let mut sink = Sink::maildir(dir.path(), "host", "user").unwrap();
+            store(&mut sink, 7)
+            // Dropped without sync_record, as by a kill.
+        };
+        let mut sink = Sink::maildir(dir.path(), "host", "user").unwrap();
+        assert!(!sink.has(&k), "a message only in tmp/ is not stored");
+        assert_eq!(store(&mut sink, 7), k);
+        sink.sync_record().unwrap();
+        assert!(names(&dir.path().join("tmp")).is_empty());
+        assert_eq!(names(&dir.path().join("new")).len(), 1);
+    }
 
     #[test]
     fn asctime_is_right() {
