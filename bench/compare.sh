@@ -14,6 +14,9 @@
 # this machine). Idle needs IDLE users (the maildrop lock): the extra users have empty
 # maildrops.
 #
+# SERVERS (default "ours dovecot dovecot-tuned") picks which servers run; KEEP=1 keeps the
+# temporary directory.
+#
 # Needs: dovecot-core and dovecot-pop3d (.ci/install-peers.sh), a release build
 # (`cargo build --release -p pop3-cli -p pop3-bench`, done here).
 set -euo pipefail
@@ -27,7 +30,8 @@ cargo build -q --release -p pop3-cli -p pop3-bench
 bin=target/release
 work="$(mktemp -d "${TMPDIR:-/tmp}/pop3-compare.XXXX")"
 chmod 755 "$work"
-trap 'kill $ours $dove 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# KEEP=1 keeps the directory (Dovecot's logs, each load's output) for a look afterwards.
+trap 'kill $ours $dove 2>/dev/null || true; wait 2>/dev/null || true; [ "${KEEP:-0}" = 1 ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 # The same mail for both: USERS maildirs of PER_USER mixed-size messages (LF line ends).
 python3 - "$work/mail" "$users" "$per_user" <<'PY'
@@ -61,6 +65,7 @@ dove_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));
 "$bin/pop3" serve --listen "127.0.0.1:$ours_port" --maildir-root "$work/mail" --users "$work/users" \
     --allow-plaintext-auth --max-connections 20000 2>/dev/null &
 ours=$!
+dove=
 
 # Dovecot in its own directory DIR on PORT. TUNED=1 adds Dovecot's high-performance settings:
 # login processes that serve many connections, and pop3 processes that serve up to 1,000
@@ -70,9 +75,12 @@ start_dovecot() { # DIR PORT TUNED
   local login_extra="" pop3_extra=""
   if [ "$tuned" = 1 ]; then
     login_extra="service_count = 0
-  process_min_avail = $(nproc)"
+  process_min_avail = $(nproc)
+  vsz_limit = 4G"
+    # 1,000 sessions need more than the default 256 MB of address space per process.
     pop3_extra="service_count = 0
-  client_limit = 1000"
+  client_limit = 1000
+  vsz_limit = 4G"
   fi
   mkdir -p "$d/run" "$d/state"
   cat > "$d/dovecot.conf" <<CONF
@@ -174,22 +182,25 @@ idle_run() { # NAME PORT PATTERN SESSIONS
   local counter=$!
   run "$name-idle" "$port" "$pat" --users "$all_users" --sessions "$n" --concurrency "$n" --mode idle --hold "$hold"
   wait "$counter"
-  local peak steady procs
+  local peak steady procs held
   peak=$(cat "$work/$name-idle.rss")
   read -r steady procs < "$work/$name.steady"
-  echo "   $name: $(( (steady - base) * 1024 / n )) bytes of resident memory per idle session at $n sessions ($((steady / 1024)) MiB held, $((base / 1024)) MiB before, $((peak / 1024)) MiB peak, $procs processes)"
+  # Per session actually held: a server out of file descriptors refuses the last few.
+  held=$(sed -nE '1s/.*sessions ([0-9]+) ok.*/\1/p' "$work/$name-idle.out")
+  [ "${held:-0}" -gt 0 ] || held=$n
+  echo "   $name: $(( (steady - base) * 1024 / held )) bytes of resident memory per idle session at $held of $n sessions ($((steady / 1024)) MiB held, $((base / 1024)) MiB before, $((peak / 1024)) MiB peak, $procs processes)"
 }
 
-echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once"
+echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once; open files limit $(ulimit -n)"
 # Dovecot runs a process (about 3.4 MB) per session by default: at 10,000 sessions that is more
 # memory than this machine has, so it gets DOVECOT_IDLE idle sessions (default: IDLE up to
 # 2,000). Tuned, it gets IDLE.
 dove_idle=${DOVECOT_IDLE:-$(( idle < 2000 ? idle : 2000 ))}
-for who in ours dovecot dovecot-tuned; do
+for who in ${SERVERS:-ours dovecot dovecot-tuned}; do
   case $who in
     ours) port=$ours_port; pat="$bin/pop3 serve"; n_idle=$idle ;;
     dovecot) start_dovecot "$work/dovecot" "$dove_port" 0; port=$dove_port; pat=dovecot; n_idle=$dove_idle ;;
-    dovecot-tuned) stop_dovecot; start_dovecot "$work/dovecot-tuned" "$dove_port" 1; port=$dove_port; pat=dovecot; n_idle=$idle ;;
+    dovecot-tuned) [ -n "$dove" ] && stop_dovecot; start_dovecot "$work/dovecot-tuned" "$dove_port" 1; port=$dove_port; pat=dovecot; n_idle=$idle ;;
   esac
   echo "-- $who: short sessions (login, STAT, QUIT)"
   run "$who-short" "$port" "$pat" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
@@ -202,6 +213,7 @@ for who in ours dovecot dovecot-tuned; do
 done
 echo "== ratios"
 for d in dovecot dovecot-tuned; do
+  [ -e "$work/ours-short.out" ] && [ -e "$work/$d-short.out" ] || continue
   echo "   short sessions/s, ours/$d: $(ratio '([0-9.]+) sessions/s' ours-short "$d-short")"
   echo "   bulk MB/s, ours/$d: $(ratio '([0-9.]+) MB/s' ours-bulk "$d-bulk")"
 done

@@ -295,6 +295,28 @@ fn size_fields_in_names() {
 }
 
 #[test]
+fn a_dovecot_named_file_changed_in_place_is_listed_right_in_the_next_session() {
+    let (_root, store, user) = setup();
+    let path = put(&user, "cur", "1700000001.M1P1.host,S=4,W=6:2,S", b"a\nb\n");
+    let drop = store.open("alice").expect("open");
+    assert_eq!(drop.messages()[0].size, 6);
+    assert_eq!(retr(&drop, 0), b"a\r\nb\r\n");
+    drop.commit(&[]).expect("commit");
+    // The name still says S=4,W=6; the file no longer agrees.
+    fs::write(&path, b"a\nb\nc\n").expect("rewrite");
+    let drop = store.open("alice").expect("reopen");
+    assert!(matches!(
+        drop.open_message(0),
+        Err(MaildirError::MessageChanged { .. })
+    ));
+    drop.commit(&[]).expect("commit");
+    // The cache now outranks the name.
+    let drop = store.open("alice").expect("reopen");
+    assert_eq!(drop.messages()[0].size, 9);
+    assert_eq!(retr(&drop, 0), b"a\r\nb\r\nc\r\n");
+}
+
+#[test]
 fn size_cache_is_used_by_the_next_session() {
     let (_root, store, user) = setup();
     let path = put(&user, "new", "1700000001.M1P1.host", b"a\nb\n");
@@ -307,11 +329,23 @@ fn size_cache_is_used_by_the_next_session() {
 
     // Same length, other line ends: only a cache can still say 6.
     fs::write(&path, b"ab\r\n").expect("rewrite");
-    // A different length invalidates the entry.
+    // Changed in place to another length (Maildir forbids it): the listing still trusts the
+    // cache, but RETR notices, refuses to send other than the size listed, and corrects the
+    // cache for the next session.
     fs::write(&other, b"x\r\ny\n").expect("rewrite");
     let drop = store.open("alice").expect("reopen");
     assert_eq!(drop.messages()[0].size, 6);
+    assert_eq!(drop.messages()[1].size, 3);
+    match drop.open_message(1) {
+        Err(MaildirError::MessageChanged { uid }) => {
+            assert_eq!(uid.as_str(), "1700000002.M1P1.host")
+        }
+        other => panic!("expected MessageChanged, got {other:?}"),
+    }
+    drop.commit(&[]).expect("commit");
+    let drop = store.open("alice").expect("reopen");
     assert_eq!(drop.messages()[1].size, 6);
+    assert_eq!(retr(&drop, 1), b"x\r\ny\r\n");
     drop.commit(&[]).expect("commit");
 
     // Without the cache the file is read again.
