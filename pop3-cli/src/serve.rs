@@ -27,8 +27,32 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// Raises the open-files limit to its hard maximum: each session holds two descriptors (its
+/// socket and its maildrop lock), and distributions start daemons with a soft limit of 1024,
+/// which would refuse sessions long before `--max-connections`.
+fn raise_open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            // Listeners, the runtime and log files take a few descriptors of their own.
+            let fit = usize::try_from(limit.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+            if fit < max_connections {
+                tracing::warn!(
+                    open_files_limit = limit,
+                    max_connections,
+                    sessions_that_fit = fit,
+                    "the open-files limit holds fewer sessions than --max-connections"
+                );
+            } else {
+                tracing::debug!(open_files_limit = limit, "open-files limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+}
+
 pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     init_logging(args.log_format);
+    raise_open_files_limit(args.max_connections);
     let is_demo = args.listen.is_empty()
         && args.tls_listen.is_empty()
         && args.maildir_root.is_none()

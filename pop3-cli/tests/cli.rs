@@ -947,3 +947,47 @@ fn demo_on_default_ports() {
     assert_eq!(mbox.len(), 3);
     assert!(stop(&mut child, "-TERM").success());
 }
+
+/// `pop3 serve` started with a low soft open-files limit (as daemons are, at 1024) raises it to
+/// the hard limit, and warns when even that holds fewer sessions than `--max-connections`.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_the_open_files_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mail")).unwrap();
+    std::fs::write(dir.path().join("users"), "alice:{PLAIN}secret\n").unwrap();
+    let port = free_port();
+    // `exec` keeps the pid, so /proc/<pid>/limits is the server's.
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -Sn 256 && exec "$@""#, "sh", BIN, "serve"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--maildir-root")
+        .arg(dir.path().join("mail"))
+        .arg("--users")
+        .arg(dir.path().join("users"))
+        .args(["--max-connections", "100000000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Lines::new(child.stderr.take().unwrap());
+    let printed = log.until(|l| l.contains("listening"));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    assert!(stop(&mut child, "-TERM").success());
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+    // No machine has 200 million descriptors to give: the operator is told.
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("fewer sessions than --max-connections")),
+        "{printed:?}"
+    );
+}
