@@ -24,9 +24,9 @@
 # MB/s counts the octets on the wire (the maildrop with CRLF line ends, RETR's size).
 #
 # `pop3 fetch` makes messages durable (fsync of the files and of new/) in batches of up to 64
-# before recording them; the other clients only write(2). If eatmydata is installed, one more row runs
-# `pop3 fetch` with fsync turned into a no-op, to show what durability costs (diagnostic only,
-# not a candidate for the ratio). The async-pop client also runs on a socket with TCP_NODELAY
+# before recording them; the other clients only write(2). If eatmydata is installed, one more
+# row runs `pop3 fetch` with fsync turned into a no-op, to show what durability costs
+# (diagnostic only, not a candidate for the ratio). The async-pop client also runs on a socket with TCP_NODELAY
 # (see bench/src/bin/async_pop_fetch.rs): the crate's own way stalls ~40 ms per command on
 # Nagle's algorithm and delayed ACKs.
 #
