@@ -8,6 +8,8 @@
 //!   [`backend::MailStore`]).
 //! - [`session`]: one connection's session, which adapters drive.
 //! - [`maildir`], [`passwd`], [`memory`]: the shipped backends.
+//! - [`offload`]: runs CPU-heavy work (password hashing) off the async runtime's threads,
+//!   without depending on a runtime.
 //!
 //! ```
 //! use std::time::Instant;
@@ -38,6 +40,7 @@ pub mod backend;
 mod executor;
 pub mod maildir;
 pub mod memory;
+pub mod offload;
 pub mod passwd;
 pub mod session;
 

@@ -310,6 +310,16 @@ impl<A: Authenticator, S: MailStore> Session<A, S> {
         self.reader.is_some() || self.listing.is_some()
     }
 
+    /// Gives back buffer memory kept from past bursts (the body read buffer, the machine's
+    /// output): the driver calls it before waiting for the client, so an idle session holds
+    /// no buffer sized for a download.
+    pub fn shrink(&mut self) {
+        if self.reader.is_none() {
+            self.buf = Vec::new();
+        }
+        self.server.shrink();
+    }
+
     /// Whether to read more input now.
     pub fn wants_input(&self) -> bool {
         self.server.wants_input()

@@ -2,6 +2,11 @@
 //! stored scheme allows it (APOP and CRAM-MD5 need the plaintext or Dovecot's CRAM-MD5
 //! contexts, SCRAM needs the plaintext or stored SCRAM keys); for the others it fails exactly
 //! like a wrong password.
+//!
+//! Password checks against costly schemes, and SCRAM derivation from a `{PLAIN}` password,
+//! run on the file's [`Offload`](crate::offload::Offload) (see
+//! [`PasswdFile::with_offload`]). If the offloader fails (the job panicked, or the pool was
+//! shut down) the answer is [`StoreError::Temporary`], never a verdict on the password.
 
 use pop3_proto::sasl::{
     CredentialAnswer, CredentialRequest, OAuthError, ScramCredentials, verify_apop,
@@ -10,10 +15,18 @@ use pop3_proto::{ApopDigest, Mechanism, Timestamp};
 
 use super::{AuthKind, PasswdFile};
 use crate::backend::{Authenticator, StoreError};
+use crate::offload::OffloadError;
+
+/// An offloader failure, as the session reports it (`-ERR [SYS/TEMP]`).
+fn unavailable(error: OffloadError) -> StoreError {
+    StoreError::Temporary(format!("password check failed: {error}"))
+}
 
 impl Authenticator for PasswdFile {
     async fn verify_password(&self, user: &str, password: &[u8]) -> Result<bool, StoreError> {
-        Ok(PasswdFile::verify_password(self, user, password))
+        self.verify_password_offloaded(user, password)
+            .await
+            .map_err(unavailable)
     }
 
     async fn verify_apop(
@@ -31,7 +44,9 @@ impl Authenticator for PasswdFile {
     async fn sasl(&self, request: &CredentialRequest) -> Result<CredentialAnswer, StoreError> {
         Ok(match request {
             CredentialRequest::Password { user, password, .. } => CredentialAnswer::Verified(
-                PasswdFile::verify_password(self, user, password.expose_secret().as_bytes()),
+                self.verify_password_offloaded(user, password.expose_secret().as_bytes())
+                    .await
+                    .map_err(unavailable)?,
             ),
             CredentialRequest::CramMd5 {
                 user,
@@ -43,16 +58,17 @@ impl Authenticator for PasswdFile {
             ),
             // None for an unknown user (or one whose scheme cannot do SCRAM): the exchange
             // goes on with fake credentials and fails like a wrong password.
-            CredentialRequest::Scram { user } => {
-                CredentialAnswer::Scram(self.get(user).and_then(|e| e.scram_sha256()).map(|s| {
-                    ScramCredentials {
+            CredentialRequest::Scram { user } => CredentialAnswer::Scram(
+                self.scram_sha256_offloaded(user)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|s| ScramCredentials {
                         salt: s.salt.clone(),
                         iterations: s.iterations,
                         stored_key: s.stored_key,
                         server_key: s.server_key,
-                    }
-                }))
-            }
+                    }),
+            ),
             // A passwd-file holds no OAuth tokens.
             CredentialRequest::Token { .. } => {
                 CredentialAnswer::Token(Err(OAuthError::new("invalid_token")))

@@ -18,6 +18,13 @@
 //!
 //! Which authentication mechanisms a user can use depends on what is stored: see
 //! [`PasswdEntry::supports`].
+//!
+//! As an [`Authenticator`](crate::backend::Authenticator), the file runs its costly checks
+//! (the crypt, bcrypt and Argon2 schemes, SCRAM key derivation) on the
+//! [`Offload`] given with [`PasswdFile::with_offload`], so that an async server's worker
+//! threads are not held for the length of a hash. Without one they run inline
+//! ([`Inline`]), which suits a thread-per-connection server. The synchronous
+//! [`PasswdFile::verify_password`] always runs on the calling thread.
 
 mod auth;
 mod cram;
@@ -25,6 +32,7 @@ mod cram;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -33,6 +41,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use cram::CramContexts;
+
+use crate::offload::{Inline, Offload, OffloadError, OffloadExt};
 
 /// Iteration count used when a SCRAM-SHA-256 secret is derived from a plaintext password.
 pub const DERIVED_SCRAM_ITERATIONS: u32 = 4096;
@@ -86,6 +96,12 @@ impl Scheme {
             Scheme::BlfCrypt => 3,
             Scheme::Argon2i | Scheme::Argon2id => 4,
         }
+    }
+
+    /// Whether checking a password costs enough CPU to be worth running on the offloader
+    /// (everything but a comparison or two MD5 blocks).
+    fn is_costly(self) -> bool {
+        self.cost_rank() > 0
     }
 }
 
@@ -324,13 +340,30 @@ pub fn derived_scram_salt(user: &str) -> Vec<u8> {
 }
 
 /// A parsed passwd-file. `Debug` lists users and schemes, never secrets.
-#[derive(Debug, Clone, Default)]
+///
+/// Cloning is cheap (entries are shared) and the clone shares the offloader.
+#[derive(Debug, Clone)]
 pub struct PasswdFile {
-    entries: Vec<PasswdEntry>,
+    /// Shared with the jobs sent to the offloader, which must own what they use.
+    entries: Vec<Arc<PasswdEntry>>,
     index: HashMap<String, usize>,
     /// Entry verified (with the result discarded) for unknown users, so that the time
     /// taken does not reveal whether a user exists.
     decoy: Option<usize>,
+    /// Where the [`Authenticator`](crate::backend::Authenticator) runs costly checks.
+    offload: Arc<dyn Offload>,
+}
+
+impl Default for PasswdFile {
+    /// An empty file whose checks run inline.
+    fn default() -> Self {
+        PasswdFile {
+            entries: Vec::new(),
+            index: HashMap::new(),
+            decoy: None,
+            offload: Arc::new(Inline),
+        }
+    }
 }
 
 impl PasswdFile {
@@ -355,7 +388,7 @@ impl PasswdFile {
                 }));
             }
             file.index.insert(entry.user.clone(), file.entries.len());
-            file.entries.push(entry);
+            file.entries.push(Arc::new(entry));
             first_lines.push(line_no);
         }
         file.decoy = pick_decoy(&file.entries);
@@ -382,14 +415,48 @@ impl PasswdFile {
         PasswdFile::parse(text)
     }
 
+    /// Runs the [`Authenticator`](crate::backend::Authenticator)'s costly checks on
+    /// `offload` instead of inline: `USER`/`PASS`, SASL `PLAIN` and `LOGIN` against the
+    /// crypt, bcrypt, Argon2 and SCRAM schemes (and the decoy check for unknown users, so
+    /// they take the same path and time), and the SCRAM secret derived for a `{PLAIN}` user.
+    /// `{PLAIN}` comparisons and CRAM-MD5/APOP digests stay inline: they cost microseconds.
+    ///
+    /// An async server should pass a [`ThreadPool`](crate::offload::ThreadPool); one pool
+    /// can be shared by several files (e.g. across reloads).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_server_core::offload::ThreadPool;
+    /// use pop3_server_core::passwd::PasswdFile;
+    ///
+    /// let pool = Arc::new(ThreadPool::new(2)?);
+    /// let users = PasswdFile::parse("alice:{PLAIN}secret\n")?.with_offload(pool);
+    /// # let _ = users;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_offload(mut self, offload: Arc<dyn Offload>) -> PasswdFile {
+        self.offload = offload;
+        self
+    }
+
+    /// The offloader used for costly checks ([`Inline`] unless
+    /// [`with_offload`](Self::with_offload) set another).
+    pub fn offload(&self) -> &Arc<dyn Offload> {
+        &self.offload
+    }
+
     /// The entry for `user` (exact, case-sensitive match).
     pub fn get(&self, user: &str) -> Option<&PasswdEntry> {
+        self.get_shared(user).map(|e| &**e)
+    }
+
+    fn get_shared(&self, user: &str) -> Option<&Arc<PasswdEntry>> {
         self.index.get(user).map(|&i| &self.entries[i])
     }
 
     /// All entries, in file order.
     pub fn entries(&self) -> impl Iterator<Item = &PasswdEntry> {
-        self.entries.iter()
+        self.entries.iter().map(|e| &**e)
     }
 
     /// Number of users.
@@ -402,30 +469,80 @@ impl PasswdFile {
         self.entries.is_empty()
     }
 
-    /// Checks `user`'s password. For an unknown user the password is still run through
-    /// the most common (then costliest) scheme in the file, result discarded, so the
-    /// response time does not tell whether the user exists.
+    /// Checks `user`'s password, on the calling thread (whatever the offloader). For an
+    /// unknown user the password is still run through the most common (then costliest)
+    /// scheme in the file, result discarded, so the response time does not tell whether the
+    /// user exists.
     pub fn verify_password(&self, user: &str, password: &[u8]) -> bool {
-        match self.get(user) {
-            Some(entry) => entry.verify_password(password),
-            None => {
-                if let Some(decoy) = self.decoy {
-                    let _ = std::hint::black_box(self.entries[decoy].verify_password(password));
-                }
-                false
+        match self.check_target(user) {
+            Some((entry, known)) => checked(entry, known, password),
+            None => false,
+        }
+    }
+
+    /// [`verify_password`](Self::verify_password), with costly schemes run on the
+    /// offloader. Unknown users take the decoy's path, offloaded or not, like a known user
+    /// of that scheme.
+    async fn verify_password_offloaded(
+        &self,
+        user: &str,
+        password: &[u8],
+    ) -> Result<bool, OffloadError> {
+        let Some((entry, known)) = self.check_target(user) else {
+            return Ok(false);
+        };
+        if !entry.scheme.is_costly() {
+            return Ok(checked(entry, known, password));
+        }
+        let entry = Arc::clone(entry);
+        // The job must own its input; this copy is wiped when the job is dropped (after
+        // running, or unrun if the caller went away).
+        let password = Zeroizing::new(password.to_vec());
+        self.offload
+            .run(move || checked(&entry, known, &password))
+            .await
+    }
+
+    /// The SCRAM-SHA-256 secret for `user` (see [`PasswdEntry::scram_sha256`]), the
+    /// PBKDF2 derivation for a `{PLAIN}` user run on the offloader.
+    async fn scram_sha256_offloaded(
+        &self,
+        user: &str,
+    ) -> Result<Option<ScramSecret>, OffloadError> {
+        match self.get_shared(user) {
+            Some(entry) if entry.scheme == Scheme::Plain => {
+                let entry = Arc::clone(entry);
+                self.offload.run(move || entry.scram_sha256()).await
             }
+            Some(entry) => Ok(entry.scram_sha256()),
+            None => Ok(None),
+        }
+    }
+
+    /// The entry whose secret a password for `user` is checked against, and whether it is
+    /// `user`'s own (`false`: the decoy, for an unknown user). `None` for an empty file.
+    fn check_target(&self, user: &str) -> Option<(&Arc<PasswdEntry>, bool)> {
+        match self.get_shared(user) {
+            Some(entry) => Some((entry, true)),
+            None => self.decoy.map(|i| (&self.entries[i], false)),
         }
     }
 }
 
+/// Checks `password` against `entry`; for the decoy (`known == false`) the result is
+/// computed the same way, then discarded.
+fn checked(entry: &PasswdEntry, known: bool, password: &[u8]) -> bool {
+    std::hint::black_box(entry.verify_password(password)) && known
+}
+
 /// Picks the first entry of the most frequent scheme, ties broken towards the costlier
 /// scheme, then towards the earlier line (so the choice does not vary between runs).
-fn pick_decoy(entries: &[PasswdEntry]) -> Option<usize> {
+fn pick_decoy(entries: &[Arc<PasswdEntry>]) -> Option<usize> {
     let mut counts: HashMap<Scheme, usize> = HashMap::new();
     for e in entries {
         *counts.entry(e.scheme).or_default() += 1;
     }
-    let key = |e: &PasswdEntry| (counts[&e.scheme], e.scheme.cost_rank());
+    let key = |e: &Arc<PasswdEntry>| (counts[&e.scheme], e.scheme.cost_rank());
     let mut best: Option<usize> = None;
     for (i, e) in entries.iter().enumerate() {
         if best.is_none_or(|b| key(e) > key(&entries[b])) {
