@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use pop3_tls::{ClientOptions, TlsMode, Trust};
+use pop3_tls::Trust;
 use pop3_tokio::client::Pop3Client;
+use pop3_tokio::client::{ClientOptions, TlsMode};
 use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

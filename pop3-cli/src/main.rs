@@ -93,7 +93,7 @@ enum TlsArg {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("secret").multiple(false)))]
 struct FetchArgs {
-    /// pop3://[user[;AUTH=mechanism]@]host[:port] or pop3s://...
+    /// `pop3://[user[;AUTH=mechanism]@]host[:port]` or `pop3s://...`
     url: String,
     /// Store into this Maildir (created if missing).
     #[arg(

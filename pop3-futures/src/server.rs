@@ -1,6 +1,6 @@
-//! The POP3 server over futures-io streams: an accept loop ([`serve`]) over any
-//! [`Listener`], and a connection driver ([`run_connection`]) around
-//! [`pop3_server_core::session::Session`].
+//! The POP3 server over futures-io streams: the driver's accept loop over any [`Listener`],
+//! on a multi-threaded [`Runtime`] ([`serve`]) or on one thread with `!Send` streams
+//! ([`serve_local`]), and its session loop ([`run_connection`]).
 //!
 //! ```no_run
 //! # #[cfg(feature = "smol")]
@@ -21,29 +21,26 @@
 //! ```
 
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-use futures_channel::oneshot;
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_rustls::TlsAcceptor;
-use futures_rustls::server::TlsStream;
-use futures_util::future::{Either, FutureExt, Shared, select};
-use futures_util::{AsyncReadExt, AsyncWriteExt};
+use pop3_driver::server::{self as driver, SessionTask, SessionTls};
+use pop3_driver::{AsyncIo, Stop, Timer};
 use pop3_server_core::backend::{Authenticator, MailStore};
-use pop3_server_core::session::{Backend, Connection, Session, Step};
+use pop3_server_core::session::Backend;
 
-use crate::Runtime;
-use crate::stream::MaybeTls;
+use crate::{LocalRuntime, Runtime};
+
+pub use pop3_driver::server::ServerOptions;
 
 /// A source of accepted connections: what a runtime's TCP listener provides.
-pub trait Listener: Send + 'static {
-    /// An accepted connection.
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+pub trait Listener: 'static {
+    /// An accepted connection (set `TCP_NODELAY` on it).
+    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
 
     /// Waits for the next connection.
-    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>>;
 
     /// The local port, for OAUTHBEARER checks.
     fn local_port(&self) -> Option<u16> {
@@ -55,7 +52,7 @@ pub trait Listener: Send + 'static {
 impl Listener for smol::net::TcpListener {
     type Stream = smol::net::TcpStream;
 
-    async fn accept(&self) -> std::io::Result<smol::net::TcpStream> {
+    async fn accept(&self) -> io::Result<smol::net::TcpStream> {
         let (s, _) = smol::net::TcpListener::accept(self).await?;
         let _ = s.set_nodelay(true);
         Ok(s)
@@ -66,213 +63,137 @@ impl Listener for smol::net::TcpListener {
     }
 }
 
-pub use pop3_tls::ServerOptions;
+struct Accepting<L, R>(L, R);
 
-type Stop = Shared<oneshot::Receiver<()>>;
+impl<L: Listener, R: Timer + Clone> driver::Listener for Accepting<L, R> {
+    type Io = AsyncIo<L::Stream, R>;
 
-/// Serves POP3 on `listener` until `shutdown` completes, spawning each connection on
+    async fn accept(&mut self) -> io::Result<Option<Self::Io>> {
+        let stream = self.0.accept().await?;
+        Ok(Some(AsyncIo::new(stream, self.1.clone())))
+    }
+
+    fn local_port(&self) -> Option<u16> {
+        self.0.local_port()
+    }
+}
+
+/// Sessions as tasks of a multi-threaded runtime.
+struct Tasks<R>(R);
+
+impl<St, R, A, S> driver::Spawn<AsyncIo<St, R>, A, S> for Tasks<R>
+where
+    St: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+    A: Authenticator,
+    S: MailStore,
+{
+    fn spawn(&self, task: SessionTask<AsyncIo<St, R>, A, S>) {
+        self.0.spawn(Box::pin(async move {
+            let _ = task.run().await;
+        }));
+    }
+}
+
+/// Sessions as tasks that stay on this thread.
+struct LocalTasks<R>(R);
+
+impl<St, R, A, S> driver::Spawn<AsyncIo<St, R>, A, S> for LocalTasks<R>
+where
+    St: AsyncRead + AsyncWrite + Unpin + 'static,
+    R: LocalRuntime,
+    A: Authenticator,
+    S: MailStore,
+{
+    fn spawn(&self, task: SessionTask<AsyncIo<St, R>, A, S>) {
+        self.0.spawn_local(Box::pin(async move {
+            let _ = task.run().await;
+        }));
+    }
+}
+
+/// Serves POP3 on `listener` until `shutdown` completes, spawning each session on
 /// `runtime`: implicit TLS when `implicit_tls` is set, otherwise plain text with `STLS` when
-/// `options.tls` is set. On shutdown it stops accepting, lets sessions end for
-/// `shutdown_grace`, then ends the rest; a session that did not `QUIT` commits nothing.
-pub async fn serve<L: Listener, A: Authenticator, S: MailStore, R: Runtime>(
+/// `options.tls` is set. See [`pop3_driver::server::serve`].
+pub async fn serve<L, A, S, R>(
     listener: L,
     backend: Arc<Backend<A, S>>,
     implicit_tls: Option<Arc<rustls::ServerConfig>>,
     options: ServerOptions,
     runtime: R,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let live = Arc::new(AtomicUsize::new(0));
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let stop: Stop = stop_rx.shared();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let local_port = listener.local_port();
-    loop {
-        let accepted = match select(shutdown.as_mut(), std::pin::pin!(listener.accept())).await {
-            Either::Left(_) => break,
-            Either::Right((a, _)) => a,
-        };
-        let Ok(mut stream) = accepted else {
-            // Out of descriptors and the like: pause, keep serving the others.
-            runtime
-                .sleep_until(Instant::now() + Duration::from_millis(50))
-                .await;
-            continue;
-        };
-        if live.load(Ordering::SeqCst) >= options.max_connections {
-            let _ = stream
-                .write_all(b"-ERR [SYS/TEMP] Too many connections\r\n")
-                .await;
-            continue;
-        }
-        live.fetch_add(1, Ordering::SeqCst);
-        let (backend, implicit, stls, live, stop, rt) = (
-            backend.clone(),
-            implicit_tls.clone(),
-            options.tls.clone(),
-            live.clone(),
-            stop.clone(),
-            runtime.clone(),
-        );
-        let limit = options.handshake_timeout;
-        runtime.spawn(Box::pin(async move {
-            let mut conn = if implicit.is_some() {
-                Connection::tls()
-            } else {
-                Connection::plain(stls.is_some())
-            };
-            conn.local_port = local_port;
-            let stream = match implicit {
-                Some(cfg) => match accept_tls(cfg, stream, &rt, limit).await {
-                    Some(tls) => MaybeTls::Tls(Box::new(tls)),
-                    None => {
-                        live.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
-                },
-                None => MaybeTls::Plain(stream),
-            };
-            let _ = drive(stream, backend, &conn, stls, limit, rt, stop).await;
-            live.fetch_sub(1, Ordering::SeqCst);
-        }));
-    }
-    drop(listener);
-    let grace_end = Instant::now() + options.shutdown_grace;
-    while live.load(Ordering::SeqCst) > 0 && Instant::now() < grace_end {
-        runtime
-            .sleep_until(Instant::now() + Duration::from_millis(20))
-            .await;
-    }
-    let _ = stop_tx.send(());
-    while live.load(Ordering::SeqCst) > 0 {
-        runtime
-            .sleep_until(Instant::now() + Duration::from_millis(20))
-            .await;
-    }
-    Ok(())
-}
-
-async fn accept_tls<St: AsyncRead + AsyncWrite + Unpin, R: Runtime>(
-    cfg: Arc<rustls::ServerConfig>,
-    stream: St,
-    runtime: &R,
-    limit: Duration,
-) -> Option<TlsStream<St>> {
-    let accept = TlsAcceptor::from(cfg).accept(stream);
-    match select(accept, runtime.sleep_until(Instant::now() + limit)).await {
-        Either::Left((Ok(tls), _)) => Some(tls),
-        _ => None,
-    }
-}
-
-/// Runs one session over an accepted, plain connection (with `STLS` when `stls` is set) until
-/// it ends.
-pub async fn run_connection<St, A, S, R>(
-    stream: St,
-    backend: Arc<Backend<A, S>>,
-    conn: Connection,
-    stls: Option<Arc<rustls::ServerConfig>>,
-    runtime: R,
-) -> std::io::Result<()>
+) -> io::Result<()>
 where
-    St: AsyncRead + AsyncWrite + Unpin + Send,
+    L: Listener<Stream: Send>,
     A: Authenticator,
     S: MailStore,
     R: Runtime,
 {
-    let (_tx, rx) = oneshot::channel::<()>();
-    drive(
-        MaybeTls::Plain(stream),
-        backend,
-        &conn,
-        stls,
-        Duration::from_secs(30),
+    let (accepting, tasks) = (Accepting(listener, runtime.clone()), Tasks(runtime.clone()));
+    driver::serve(
+        accepting,
+        tasks,
         runtime,
-        rx.shared(),
+        backend,
+        implicit_tls,
+        options,
+        shutdown,
     )
     .await
 }
 
-async fn drive<St, A, S, R>(
-    mut stream: MaybeTls<St, TlsStream<St>>,
+/// [`serve`] for a single-threaded executor: the streams need not be `Send`, and each
+/// session is spawned with [`LocalRuntime::spawn_local`], on this thread.
+pub async fn serve_local<L, A, S, R>(
+    listener: L,
     backend: Arc<Backend<A, S>>,
-    conn: &Connection,
-    stls: Option<Arc<rustls::ServerConfig>>,
-    handshake_timeout: Duration,
+    implicit_tls: Option<Arc<rustls::ServerConfig>>,
+    options: ServerOptions,
     runtime: R,
-    stop: Stop,
-) -> std::io::Result<()>
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
 where
-    St: AsyncRead + AsyncWrite + Unpin + Send,
+    L: Listener,
     A: Authenticator,
     S: MailStore,
-    R: Runtime,
+    R: LocalRuntime,
 {
-    let idle = backend.policy.idle_timeout;
-    let mut session = Session::new(backend, conn, Instant::now());
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out = Vec::new();
-    loop {
-        let step = session.process(Instant::now()).await;
-        out.clear();
-        session.poll_transmit(Instant::now(), &mut out);
-        if !out.is_empty() {
-            // A client that never reads must not pin the task: writes end at the idle timeout.
-            let write = async {
-                stream.write_all(&out).await?;
-                stream.flush().await
-            };
-            // The deadline is checked after a completed write too: a runtime that retries the
-            // write when the timer wakes it can find a little room and complete just then, and
-            // a client reading a byte a second must not get a fresh deadline that way.
-            let deadline = Instant::now() + idle;
-            match select(std::pin::pin!(write), runtime.sleep_until(deadline)).await {
-                Either::Left((r, _)) => {
-                    r?;
-                    if Instant::now() >= deadline {
-                        return Ok(());
-                    }
-                }
-                Either::Right(_) => return Ok(()),
-            }
-        }
-        if step == Step::StartTls {
-            let (Some(cfg), Ok(plain)) = (stls.clone(), stream.take_plain()) else {
-                return Ok(());
-            };
-            match accept_tls(cfg, plain, &runtime, handshake_timeout).await {
-                Some(tls) => stream = MaybeTls::Tls(Box::new(tls)),
-                None => return Ok(()),
-            }
-            session.tls_established();
-            continue;
-        }
-        if session.is_closed() {
-            let _ = stream.close().await;
-            return Ok(());
-        }
-        if !out.is_empty() || session.is_streaming() {
-            continue;
-        }
-        let timer = match session.poll_timeout() {
-            Some(d) => runtime.sleep_until(d),
-            None => Box::pin(std::future::pending()),
-        };
-        let wake = select(timer, stop.clone());
-        if session.wants_input() {
-            match select(stream.read(&mut buf), wake).await {
-                Either::Left((Ok(0), _)) => session.handle_eof(Instant::now()),
-                Either::Left((Ok(n), _)) => session.handle_input(&buf[..n], Instant::now()),
-                // A reset: the session ends without UPDATE.
-                Either::Left((Err(_), _)) => session.handle_eof(Instant::now()),
-                Either::Right((Either::Left(_), _)) => session.handle_timeout(Instant::now()),
-                Either::Right((Either::Right(_), _)) => session.shutdown(),
-            }
-        } else {
-            match wake.await {
-                Either::Left(_) => session.handle_timeout(Instant::now()),
-                Either::Right(_) => session.shutdown(),
-            }
-        }
-    }
+    let accepting = Accepting(listener, runtime.clone());
+    let tasks = LocalTasks(runtime.clone());
+    driver::serve(
+        accepting,
+        tasks,
+        runtime,
+        backend,
+        implicit_tls,
+        options,
+        shutdown,
+    )
+    .await
+}
+
+/// Runs one session over an accepted, plain connection (with `STLS` when `stls` is set) until
+/// it ends, with the timer of `runtime`. See [`pop3_driver::server::run_session`].
+pub async fn run_connection<St, A, S, R>(
+    stream: St,
+    backend: Arc<Backend<A, S>>,
+    stls: Option<Arc<rustls::ServerConfig>>,
+    local_port: Option<u16>,
+    runtime: R,
+) -> io::Result<()>
+where
+    St: AsyncRead + AsyncWrite + Unpin,
+    A: Authenticator,
+    S: MailStore,
+    R: Timer,
+{
+    let io = AsyncIo::new(stream, runtime);
+    driver::run_session(
+        io,
+        backend,
+        SessionTls::plain(stls),
+        local_port,
+        &Stop::never(),
+    )
+    .await
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{Either, select};
 use pop3_futures::client::{Chunk, ClientOptions, Error, Pop3Client, TlsMode};
 use pop3_futures::server::{Listener, ServerOptions, serve};
-use pop3_futures::{BoxFuture, Runtime, Smol};
+use pop3_futures::{BoxFuture, Runtime, Smol, Timer};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{MsgNum, Secret};
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
@@ -19,16 +19,20 @@ const SMALL: &[u8] = b"Subject: one\r\n\r\nfirst line\r\n.dot line\r\nlast\r\n";
 const SECOND: &[u8] = b"Subject: two\r\n\r\nsecond\r\n";
 
 /// async-std as a [`Runtime`] (a dev-dependency only: async-std is discontinued).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct AsyncStd;
 
-impl Runtime for AsyncStd {
+impl Timer for AsyncStd {
+    type Sleep = BoxFuture<()>;
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()> {
         Box::pin(async_std::task::sleep(
             deadline.saturating_duration_since(Instant::now()),
         ))
     }
+}
 
+impl Runtime for AsyncStd {
     fn spawn(&self, task: BoxFuture<()>) {
         async_std::task::spawn(task);
     }
@@ -48,7 +52,7 @@ impl Listener for AsyncStdListener {
 async fn bounded<T>(rt: &impl Runtime, f: impl Future<Output = T>) -> T {
     match select(
         std::pin::pin!(f),
-        rt.sleep_until(Instant::now() + Duration::from_secs(120)),
+        std::pin::pin!(rt.sleep_until(Instant::now() + Duration::from_secs(120))),
     )
     .await
     {
@@ -327,7 +331,7 @@ async fn commit_nothing<R, L, St>(
     connect: impl AsyncFn(&str) -> St,
 ) where
     R: Runtime,
-    L: Listener,
+    L: Listener<Stream: Send>,
     St: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send,
 {
     let s = setup(None, policy());
@@ -339,39 +343,45 @@ async fn commit_nothing<R, L, St>(
     let server = serve(listener, s.backend.clone(), None, o, rt.clone(), async {
         let _ = stop_rx.await;
     });
-    rt.spawn(Box::pin(async move {
+    let server = async move {
         let _ = done_tx.send(server.await);
-    }));
-    let r = Pop3Client::connect_stream(connect(&addr).await, options(&s, "stls"), rt.clone()).await;
-    assert!(matches!(r, Err(Error::TlsUnavailable)), "{r:?}");
-    let mut c = Pop3Client::connect_stream(connect(&addr).await, options(&s, "plain"), rt.clone())
-        .await
-        .unwrap();
-    c.apop("alice", "pw").await.unwrap();
-    c.dele(n(1)).await.unwrap();
-    drop(c);
-    rt.sleep_until(Instant::now() + Duration::from_millis(100))
-        .await;
-    assert_eq!(
-        s.store.message_count("alice"),
-        2,
-        "a dropped connection commits nothing"
-    );
-    assert!(!s.store.is_locked("alice"));
-    let mut c = Pop3Client::connect_stream(connect(&addr).await, options(&s, "plain"), rt.clone())
-        .await
-        .unwrap();
-    c.apop("alice", "pw").await.unwrap();
-    c.dele(n(1)).await.unwrap();
-    let _ = stop_tx.send(());
-    done_rx.await.unwrap().unwrap();
-    assert_eq!(
-        s.store.message_count("alice"),
-        2,
-        "shutdown commits nothing"
-    );
-    assert!(!s.store.is_locked("alice"));
-    assert!(c.noop().await.is_err());
+    };
+    let client = async {
+        let r =
+            Pop3Client::connect_stream(connect(&addr).await, options(&s, "stls"), rt.clone()).await;
+        assert!(matches!(r, Err(Error::TlsUnavailable)), "{:?}", r.err());
+        let mut c =
+            Pop3Client::connect_stream(connect(&addr).await, options(&s, "plain"), rt.clone())
+                .await
+                .unwrap();
+        c.apop("alice", "pw").await.unwrap();
+        c.dele(n(1)).await.unwrap();
+        drop(c);
+        rt.sleep_until(Instant::now() + Duration::from_millis(100))
+            .await;
+        assert_eq!(
+            s.store.message_count("alice"),
+            2,
+            "a dropped connection commits nothing"
+        );
+        assert!(!s.store.is_locked("alice"));
+        let mut c =
+            Pop3Client::connect_stream(connect(&addr).await, options(&s, "plain"), rt.clone())
+                .await
+                .unwrap();
+        c.apop("alice", "pw").await.unwrap();
+        c.dele(n(1)).await.unwrap();
+        let _ = stop_tx.send(());
+        done_rx.await.unwrap().unwrap();
+        assert_eq!(
+            s.store.message_count("alice"),
+            2,
+            "shutdown commits nothing"
+        );
+        assert!(!s.store.is_locked("alice"));
+        assert!(c.noop().await.is_err());
+    };
+    futures_util::future::join(server, client).await;
 }
 
 #[test]
@@ -418,7 +428,8 @@ fn silent_server_times_out_on_both_runtimes() {
                 r,
                 Err(Error::Protocol(pop3_proto::client::ClientError::Timeout))
             ),
-            "{r:?}"
+            "{:?}",
+            r.err()
         );
         assert!(started.elapsed() < Duration::from_secs(5));
     }

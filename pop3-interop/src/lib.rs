@@ -405,13 +405,17 @@ fn id(flag: &str) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsyncStd;
 
-impl Runtime for AsyncStd {
+impl pop3_futures::Timer for AsyncStd {
+    type Sleep = BoxFuture<()>;
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()> {
         Box::pin(async_std::task::sleep(
             deadline.saturating_duration_since(Instant::now()),
         ))
     }
+}
 
+impl Runtime for AsyncStd {
     fn spawn(&self, task: BoxFuture<()>) {
         async_std::task::spawn(task);
     }

@@ -11,7 +11,7 @@ use pop3_interop::{ServerKind, Tls, bounded, start_server};
 use pop3_proto::MsgNum;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
 use pop3_server_core::session::{Backend, Policy};
-use pop3_tls::{ClientOptions, TlsMode};
+use pop3_tokio::client::{ClientOptions, TlsMode};
 
 const SESSIONS: usize = 1_000;
 

@@ -418,7 +418,10 @@ impl Client {
         self.in_flight.len() + self.queued.len()
     }
 
-    fn window(&self) -> usize {
+    /// Most commands in flight at once: [`ClientConfig::pipeline_window`] when the server
+    /// advertised `PIPELINING`, else 1. Batching callers (a driver's `fetch_many`) keep this
+    /// many commands enqueued, no more.
+    pub fn pipeline_window(&self) -> usize {
         if self.pipelining() {
             self.config.pipeline_window.max(1)
         } else {
@@ -642,7 +645,7 @@ impl Client {
             // Nothing may be sent before the greeting, nor during the handshake (RFC 2595 §4).
         } else {
             while let Some(next) = self.queued.front() {
-                let blocked = self.in_flight.len() >= self.window()
+                let blocked = self.in_flight.len() >= self.pipeline_window()
                     || (Self::exclusive(&next.cmd) && !self.in_flight.is_empty())
                     || self
                         .in_flight
@@ -674,7 +677,7 @@ impl Client {
                     self.state,
                     ClientState::Greeting | ClientState::TlsHandshake
                 )
-                && self.in_flight.len() < self.window()
+                && self.in_flight.len() < self.pipeline_window()
                 && !self
                     .in_flight
                     .back()

@@ -302,6 +302,41 @@ pub enum Rejection {
     InvalidUtf8,
 }
 
+/// A connection refused before any session starts: the one `-ERR` line it gets, then the
+/// connection is closed. RFC 2449 §8 and RFC 3206 let such a reply carry `[SYS/TEMP]`: the
+/// client may try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The server runs as many connections as it is configured for.
+    TooManyConnections,
+}
+
+impl Refusal {
+    /// The reply line (`-ERR [SYS/TEMP] Too many connections`).
+    pub fn status_line(self) -> StatusLine {
+        let text = match self {
+            Refusal::TooManyConnections => "Too many connections",
+        };
+        StatusLine::new_unchecked(
+            Status::Err,
+            Some(ResponseCode::SysTemp),
+            Text::new(text).unwrap_or_default(),
+        )
+    }
+
+    /// Appends the reply line, CRLF included, to `out`.
+    ///
+    /// ```
+    /// let mut out = Vec::new();
+    /// pop3_proto::server::Refusal::TooManyConnections.encode(&mut out);
+    /// assert_eq!(out, b"-ERR [SYS/TEMP] Too many connections\r\n");
+    /// ```
+    pub fn encode(self, out: &mut Vec<u8>) {
+        self.status_line().encode(out);
+    }
+}
+
 /// A reply call that does not fit what the machine is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -422,6 +457,18 @@ impl Server {
         self.state != ServerState::Closed
             && self.state != ServerState::TlsHandshake
             && self.input.len() - self.pos < self.config.limits.command.max(4096)
+    }
+
+    /// Gives back buffer memory kept from a past burst (a large download, a long pipeline),
+    /// when nothing is buffered: for a connection about to wait for its client.
+    pub fn shrink(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > 4096 {
+            self.out = Vec::new();
+        }
+        if self.pos >= self.input.len() && self.input.capacity() > 4096 {
+            self.input = Vec::new();
+            self.pos = 0;
+        }
     }
 
     /// Room left below the high-water mark, in octets.

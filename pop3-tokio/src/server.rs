@@ -1,5 +1,5 @@
-//! The POP3 server on tokio: an accept loop ([`serve`]) and a connection driver
-//! ([`run_connection`]) around [`pop3_server_core::session::Session`].
+//! The POP3 server on tokio: the driver's accept loop ([`serve`]) and session loop
+//! ([`run_connection`]) over tokio's sockets, timer and tasks.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -20,25 +20,47 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use pop3_driver::server::{self as driver, SessionTask, SessionTls};
+use pop3_driver::{AsyncIo, Stop};
 use pop3_server_core::backend::{Authenticator, MailStore};
-use pop3_server_core::session::{Backend, Connection, Session, Step};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pop3_server_core::session::Backend;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
-use crate::stream::MaybeTls;
+use crate::{Compat, Tokio};
 
-pub use pop3_tls::ServerOptions;
+pub use pop3_driver::server::ServerOptions;
+
+/// A connection as the driver sees it on tokio.
+pub type TokioIo = AsyncIo<Compat<TcpStream>, Tokio>;
+
+struct Listener(TcpListener);
+
+impl driver::Listener for Listener {
+    type Io = TokioIo;
+
+    async fn accept(&mut self) -> std::io::Result<Option<TokioIo>> {
+        let (tcp, _) = self.0.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Some(AsyncIo::new(Compat(tcp), Tokio)))
+    }
+
+    fn local_port(&self) -> Option<u16> {
+        self.0.local_addr().ok().map(|a| a.port())
+    }
+}
+
+struct Spawner;
+
+impl<A: Authenticator, S: MailStore> driver::Spawn<TokioIo, A, S> for Spawner {
+    fn spawn(&self, task: SessionTask<TokioIo, A, S>) {
+        tokio::spawn(task.run());
+    }
+}
 
 /// Serves POP3 on `listener` until `shutdown` completes: implicit TLS when `implicit_tls` is
-/// set, otherwise plain text with `STLS` when `options.tls` is set. On shutdown it stops
-/// accepting, lets sessions end for `shutdown_grace`, then ends the rest; a session that did
-/// not `QUIT` commits nothing.
+/// set, otherwise plain text with `STLS` when `options.tls` is set. See
+/// [`pop3_driver::server::serve`]; each session is a tokio task.
 pub async fn serve<A: Authenticator, S: MailStore>(
     listener: TcpListener,
     backend: Arc<Backend<A, S>>,
@@ -46,154 +68,18 @@ pub async fn serve<A: Authenticator, S: MailStore>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limit = Arc::new(Semaphore::new(options.max_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let local_port = listener.local_addr().ok().map(|a| a.port());
-    loop {
-        let (mut tcp, _peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // Out of descriptors and the like: keep serving the others.
-                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            let _ = tcp
-                .write_all(b"-ERR [SYS/TEMP] Too many connections\r\n")
-                .await;
-            continue;
-        };
-        let backend = backend.clone();
-        let implicit = implicit_tls.clone();
-        let stls = options.tls.clone();
-        let stop = stop_rx.clone();
-        let handshake_timeout = options.handshake_timeout;
-        tasks.spawn(async move {
-            let _permit = permit;
-            let _ = tcp.set_nodelay(true);
-            let mut conn = match implicit {
-                Some(_) => Connection::tls(),
-                None => Connection::plain(stls.is_some()),
-            };
-            conn.local_port = local_port;
-            let stream = match implicit {
-                Some(cfg) => {
-                    let accept = TlsAcceptor::from(cfg).accept(tcp);
-                    match tokio::time::timeout(handshake_timeout, accept).await {
-                        Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
-                        _ => return,
-                    }
-                }
-                None => MaybeTls::Plain(tcp),
-            };
-            let _ = drive(stream, backend, &conn, stls, handshake_timeout, stop).await;
-        });
-    }
-    drop(listener);
-    let grace = tokio::time::sleep(options.shutdown_grace);
-    tokio::pin!(grace);
-    loop {
-        tokio::select! {
-            next = tasks.join_next() => if next.is_none() { return Ok(()) },
-            () = &mut grace, if !*stop_tx.borrow() => { let _ = stop_tx.send(true); }
-        }
-    }
+    let l = Listener(listener);
+    driver::serve(l, Spawner, Tokio, backend, implicit_tls, options, shutdown).await
 }
 
 /// Runs one session over an accepted, plain connection (with `STLS` when `stls` is set) until
-/// it ends.
+/// it ends. See [`pop3_driver::server::run_session`].
 pub async fn run_connection<A: Authenticator, S: MailStore>(
     tcp: TcpStream,
     backend: Arc<Backend<A, S>>,
-    conn: Connection,
     stls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    let (_tx, rx) = watch::channel(false);
-    drive(
-        MaybeTls::Plain(tcp),
-        backend,
-        &conn,
-        stls,
-        Duration::from_secs(30),
-        rx,
-    )
-    .await
-}
-
-async fn drive<A: Authenticator, S: MailStore>(
-    mut stream: MaybeTls<TlsStream<TcpStream>>,
-    backend: Arc<Backend<A, S>>,
-    conn: &Connection,
-    stls: Option<Arc<rustls::ServerConfig>>,
-    handshake_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let idle = backend.policy.idle_timeout;
-    let mut session = Session::new(backend, conn, Instant::now());
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out = Vec::new();
-    loop {
-        let step = session.process(Instant::now()).await;
-        out.clear();
-        session.poll_transmit(Instant::now(), &mut out);
-        if !out.is_empty() {
-            // A client that never reads must not pin the task: the write is bounded by the
-            // idle timeout, like the reads.
-            // Late is as bad as never: a write completing past the deadline ends it too.
-            let deadline = Instant::now() + idle;
-            match tokio::time::timeout(idle, async {
-                stream.write_all(&out).await?;
-                stream.flush().await
-            })
-            .await
-            {
-                Ok(r) if Instant::now() < deadline => r?,
-                Ok(r) => return r,
-                Err(_) => return Ok(()),
-            }
-        }
-        if step == Step::StartTls {
-            let (Some(cfg), Ok(tcp)) = (stls.clone(), stream.take_plain()) else {
-                return Ok(());
-            };
-            let accept = TlsAcceptor::from(cfg).accept(tcp);
-            match tokio::time::timeout(handshake_timeout, accept).await {
-                Ok(Ok(tls)) => stream = MaybeTls::Tls(Box::new(tls)),
-                _ => return Ok(()),
-            }
-            session.tls_established();
-            continue;
-        }
-        if session.is_closed() {
-            let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        if !out.is_empty() || session.is_streaming() {
-            // Output drained: the session may have more to write right away.
-            continue;
-        }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            read = stream.read(&mut buf), if session.wants_input() => {
-                let n = read?;
-                if n == 0 {
-                    session.handle_eof(Instant::now());
-                } else {
-                    session.handle_input(&buf[..n], Instant::now());
-                }
-            }
-            () = sleep => session.handle_timeout(Instant::now()),
-            _ = stop.changed() => session.shutdown(),
-        }
-    }
+    let port = tcp.local_addr().ok().map(|a| a.port());
+    let io = AsyncIo::new(Compat(tcp), Tokio);
+    driver::run_session(io, backend, SessionTls::plain(stls), port, &Stop::never()).await
 }
