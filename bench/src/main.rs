@@ -8,6 +8,12 @@
 //! - `idle`: log in and hold the session for `--hold` seconds, then QUIT (memory per session).
 //!
 //! Prints sessions/s, messages/s, MB/s, and p50/p99 of login and RETR latency.
+//!
+//! `--storm N` (full mode): once the downloaders run, N more sessions log in all at once as
+//! `STORM_PREFIX0..` (with `--storm-password`, typically users with a costly hash such as
+//! `{SHA512-CRYPT}`) and quit; the downloaders stop when the storm is over, and the RETR
+//! latency of the RETRs that started during the storm is printed on its own: what a login storm
+//! does to sessions that are already downloading.
 
 #![forbid(unsafe_code)]
 
@@ -68,12 +74,32 @@ struct Args {
     /// Idle mode: seconds to hold each session.
     #[arg(long, default_value_t = 10)]
     hold: u64,
+    /// Full mode: this many logins arrive at once while the sessions download.
+    #[arg(long, default_value_t = 0)]
+    storm: usize,
+    /// Users of the storm are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "storm")]
+    storm_prefix: String,
+    /// Their password (default: --password).
+    #[arg(long)]
+    storm_password: Option<String>,
+}
+
+/// When the storm ran, and how its logins went.
+#[derive(Default)]
+struct Storm {
+    start: Option<Instant>,
+    end: Option<Instant>,
+    login: Vec<Duration>,
+    errors: u64,
+    first_error: Option<String>,
 }
 
 #[derive(Default)]
 struct Stats {
     login: Vec<Duration>,
-    retr: Vec<Duration>,
+    /// Each RETR's start and latency.
+    retr: Vec<(Instant, Duration)>,
     messages: u64,
     bytes: u64,
     errors: u64,
@@ -118,7 +144,7 @@ async fn session(
                     .retr_with(u.msg, |_| Ok(()))
                     .await
                     .map_err(|e| format!("retr: {e}"))?;
-                retr.push(t.elapsed());
+                retr.push((t, t.elapsed()));
                 messages += 1;
             }
         }
@@ -153,15 +179,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let storm = Arc::new(Mutex::new(Storm::default()));
+    let storm_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     rt.block_on(async {
         let mut workers = Vec::new();
+        if args.storm > 0 {
+            let (args, storm, over, opts) =
+                (args.clone(), storm.clone(), storm_over.clone(), opts.clone());
+            workers.push(tokio::spawn(async move {
+                // Let the downloaders get going first.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                run_storm(&args, opts, &storm).await;
+                over.store(true, Ordering::Relaxed);
+            }));
+        }
         for worker in 0..args.concurrency.max(1) {
-            let (args, stats, next, opts) =
-                (args.clone(), stats.clone(), next.clone(), opts.clone());
+            let (args, stats, next, opts, storm_over) = (
+                args.clone(),
+                stats.clone(),
+                next.clone(),
+                opts.clone(),
+                storm_over.clone(),
+            );
             workers.push(tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= args.sessions {
+                    let storm_done = args.storm > 0 && storm_over.load(Ordering::Relaxed);
+                    if i >= args.sessions || storm_done {
                         break;
                     }
                     if let Err(e) = session(&args, worker, opts.clone(), &stats).await {
@@ -179,6 +223,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = start.elapsed().as_secs_f64();
     let mut s = rt.block_on(stats.lock()).clone_out();
     let ok = s.login.len();
+    let mut st = rt.block_on(storm.lock()).take();
+    let during: Vec<Duration> = match (st.start, st.end) {
+        (Some(a), Some(b)) => s
+            .retr
+            .iter()
+            .filter(|(t, _)| (a..b).contains(t))
+            .map(|r| r.1)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut retr: Vec<Duration> = s.retr.iter().map(|r| r.1).collect();
     println!(
         "sessions {ok} ok, {} failed in {secs:.2} s: {:.1} sessions/s, {:.1} messages/s, {:.1} MB/s",
         s.errors,
@@ -190,13 +245,72 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "login p50 {:.2} ms p99 {:.2} ms; RETR p50 {:.2} ms p99 {:.2} ms",
         pct(&mut s.login, 0.5),
         pct(&mut s.login, 0.99),
-        pct(&mut s.retr, 0.5),
-        pct(&mut s.retr, 0.99)
+        pct(&mut retr, 0.5),
+        pct(&mut retr, 0.99)
     );
+    if let (Some(a), Some(b)) = (st.start, st.end) {
+        let mut during = during;
+        println!(
+            "storm: {} logins ({} failed) in {:.2} s, login p50 {:.2} ms p99 {:.2} ms; \
+             {} RETRs started during it: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            st.login.len(),
+            st.errors,
+            (b - a).as_secs_f64(),
+            pct(&mut st.login, 0.5),
+            pct(&mut st.login, 0.99),
+            during.len(),
+            pct(&mut during, 0.5),
+            pct(&mut during, 0.99),
+            pct(&mut during, 1.0)
+        );
+        if let Some(e) = &st.first_error {
+            println!("first storm error: {e}");
+        }
+    }
     if let Some(e) = &s.first_error {
         println!("first error: {e}");
     }
     Ok(())
+}
+
+/// N logins at once (connect, log in, QUIT), timed.
+async fn run_storm(args: &Arc<Args>, opts: ClientOptions, storm: &Arc<Mutex<Storm>>) {
+    storm.lock().await.start = Some(Instant::now());
+    let mut logins = Vec::new();
+    for i in 0..args.storm {
+        let (args, opts, storm) = (args.clone(), opts.clone(), storm.clone());
+        logins.push(tokio::spawn(async move {
+            let user = format!("{}{i}", args.storm_prefix);
+            let password = args.storm_password.as_ref().unwrap_or(&args.password);
+            let t0 = Instant::now();
+            let r = async {
+                let mut c = Pop3Client::connect(&args.addr, opts).await?;
+                c.login(&user, password).await?;
+                let took = t0.elapsed();
+                c.quit().await?;
+                Ok::<_, pop3_tokio::client::Error>(took)
+            }
+            .await;
+            let mut s = storm.lock().await;
+            match r {
+                Ok(took) => s.login.push(took),
+                Err(e) => {
+                    s.errors += 1;
+                    s.first_error.get_or_insert(format!("{user}: {e}"));
+                }
+            }
+        }));
+    }
+    for l in logins {
+        let _ = l.await;
+    }
+    storm.lock().await.end = Some(Instant::now());
+}
+
+impl Storm {
+    fn take(&mut self) -> Storm {
+        std::mem::take(self)
+    }
 }
 
 impl Stats {

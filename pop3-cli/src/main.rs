@@ -74,6 +74,10 @@ struct ServeArgs {
     /// Most connections at once (per listener).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+    /// Most password checks hashed at once, on threads of their own (default: one per CPU):
+    /// a storm of logins against costly schemes never stalls sessions already downloading.
+    #[arg(long, value_name = "N")]
+    auth_threads: Option<usize>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,

@@ -2,11 +2,13 @@
 //! SIGINT or SIGTERM. Sessions that did not QUIT commit nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::passwd::PasswdFile;
 use pop3_server_core::session::{Backend, Policy};
+use pop3_tokio::BlockingPool;
 use pop3_tokio::server::{ServerOptions, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -82,7 +84,14 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     if args.listen.is_empty() && args.tls_listen.is_empty() {
         return Err("nothing to listen on: give --listen ADDR and/or --tls-listen ADDR".into());
     }
-    let users = PasswdFile::load(&users_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let auth_threads = args.auth_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let offload = BlockingPool::new(runtime.handle().clone(), auth_threads);
+    let users = PasswdFile::load(&users_path)?.with_offload(Arc::new(offload));
     let tls = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).map_err(|e| format!("cannot read {}: {e}", c.display()))?;
@@ -103,9 +112,6 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     let mut options = ServerOptions::default();
     options.max_connections = args.max_connections;
     options.tls = tls.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let mut signals = Signals::new();
         let (stop_tx, stop_rx) = watch::channel(false);

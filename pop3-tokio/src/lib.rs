@@ -9,8 +9,11 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use pop3_server_core::offload::{Job, Offload, OffloadError, Submit};
 
 pub mod client;
 pub mod server;
@@ -74,5 +77,51 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Password hashing (and any [`Offload`] job) on tokio's blocking pool, at most `limit` jobs at
+/// once: a login storm with `{ARGON2ID}` or `{SHA512-CRYPT}` passwords waits for a permit
+/// instead of stalling the worker threads that serve sessions already downloading.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use pop3_tokio::BlockingPool;
+/// use pop3_tokio::pop3_server_core::passwd::PasswdFile;
+///
+/// let pool = BlockingPool::new(tokio::runtime::Handle::current(), 4);
+/// let users = PasswdFile::parse("alice:{PLAIN}secret\n")?.with_offload(Arc::new(pool));
+/// # let _ = users; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BlockingPool {
+    handle: tokio::runtime::Handle,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl BlockingPool {
+    /// Runs jobs with `spawn_blocking` on the runtime of `handle`, at most `limit` (at least
+    /// one) at a time; further jobs wait, without blocking a thread, for a free permit.
+    pub fn new(handle: tokio::runtime::Handle, limit: usize) -> Self {
+        let permits = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+        BlockingPool { handle, permits }
+    }
+}
+
+impl Offload for BlockingPool {
+    fn submit(&self, job: Job) -> Submit {
+        let (handle, permits) = (self.handle.clone(), Arc::clone(&self.permits));
+        Box::pin(async move {
+            let permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| OffloadError::Closed)?;
+            handle.spawn_blocking(move || {
+                let _permit = permit;
+                job();
+            });
+            Ok(())
+        })
     }
 }
