@@ -622,12 +622,12 @@ pub(crate) fn server_session(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut now = Instant::now();
     let mut config = ServerConfig::default();
-    config.plaintext_auth = true;
+    config.rules.plaintext_auth = true;
     config.stls_offered = true;
     config.sasl_nonce = b"fuzz".to_vec();
-    config.high_water = 4096;
+    config.rules.high_water = 4096;
     config.apop_timestamp = pop3_proto::Timestamp::new("<1.2@fuzz>").ok();
-    let high = config.high_water;
+    let high = config.rules.high_water;
     let limit = config.limits.sasl;
     let mut server = Server::new(config, now);
     let mut body: Vec<u8> = Vec::new();

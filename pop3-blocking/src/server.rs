@@ -14,7 +14,7 @@
 //! let store = MemoryStore::new();
 //! store.add_message("alice", "m1", b"Subject: hi\r\n\r\nHello\r\n");
 //! let mut policy = Policy::default();
-//! policy.plaintext_auth = true; // loopback demo without TLS
+//! policy.rules.plaintext_auth = true; // loopback demo without TLS
 //! let backend = Backend::new(MemoryAuthenticator::new().with_user("alice", "pw"), store, policy);
 //! let listener = std::net::TcpListener::bind("127.0.0.1:1110")?;
 //! serve(listener, backend, None, ServerOptions::default(), &Shutdown::new())

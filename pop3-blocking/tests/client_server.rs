@@ -135,7 +135,7 @@ impl Fixture {
 
 fn policy() -> Policy {
     let mut p = Policy::default();
-    p.auth_failure_delay = Duration::from_millis(10);
+    p.rules.auth_failure_delay = Duration::from_millis(10);
     p
 }
 
@@ -277,7 +277,7 @@ fn dropped_connection_and_shutdown_commit_nothing() {
 fn starttls_required_but_not_offered_and_connection_limit() {
     bounded(|| {
         let mut p = policy();
-        p.idle_timeout = Duration::from_millis(300);
+        p.rules.idle_timeout = Duration::from_millis(300);
         let mut o = ServerOptions::default();
         o.max_connections = 1;
         let f = Fixture::new(None, p.clone(), o);

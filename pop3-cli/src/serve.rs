@@ -104,9 +104,9 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         return Err("--tls-listen needs --cert and --key".into());
     }
     let mut policy = Policy::default();
-    policy.plaintext_auth = args.allow_plaintext_auth;
-    policy.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    policy.command_timeout = Duration::from_secs(args.command_timeout.max(1));
+    policy.rules.plaintext_auth = args.allow_plaintext_auth;
+    policy.rules.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
+    policy.rules.command_timeout = Duration::from_secs(args.command_timeout.max(1));
     policy.implementation = Some(format!("pop3-rs {}", env!("CARGO_PKG_VERSION")));
     let backend = Backend::new(users, MaildirStore::new(&root), policy);
     let mut options = ServerOptions::default();

@@ -144,7 +144,7 @@ pub async fn run_session<T: Transport, A: Authenticator, S: MailStore>(
         link.close().await;
         return handshake_result(e);
     }
-    let idle = backend.policy.idle_timeout;
+    let idle = backend.policy.rules.idle_timeout;
     let mut session = Session::new(backend, &tls.connection(local_port), Instant::now());
     let mut out = Vec::new();
     loop {

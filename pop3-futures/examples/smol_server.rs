@@ -17,7 +17,7 @@ fn main() -> std::io::Result<()> {
             b"Subject: Hello\r\n\r\nFirst message.\r\n",
         );
         let mut policy = Policy::default();
-        policy.plaintext_auth = true;
+        policy.rules.plaintext_auth = true;
         let backend = Backend::new(
             MemoryAuthenticator::new().with_user("alice", "pw"),
             store,

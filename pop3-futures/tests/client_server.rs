@@ -120,7 +120,7 @@ fn options(s: &Setup, mode: &str) -> ClientOptions {
 
 fn policy() -> Policy {
     let mut p = Policy::default();
-    p.auth_failure_delay = Duration::from_millis(10);
+    p.rules.auth_failure_delay = Duration::from_millis(10);
     p
 }
 

@@ -41,11 +41,11 @@ fn server(kind: ServerKind, tls: &Tls) -> RunningServer {
     }
     store.add_message("reader", "big", &big());
     let mut policy = Policy::default();
-    policy.plaintext_auth = true;
-    policy.command_timeout = COMMAND_TIMEOUT;
-    policy.idle_timeout = IDLE_TIMEOUT;
-    policy.auth_failure_delay = FAILURE_DELAY;
-    policy.max_auth_failures = 3;
+    policy.rules.plaintext_auth = true;
+    policy.rules.command_timeout = COMMAND_TIMEOUT;
+    policy.rules.idle_timeout = IDLE_TIMEOUT;
+    policy.rules.auth_failure_delay = FAILURE_DELAY;
+    policy.rules.max_auth_failures = 3;
     start_server(kind, Backend::new(auth, store, policy), tls)
 }
 
@@ -470,7 +470,7 @@ fn a_storage_error_during_commit_answers_sys_temp_and_loses_nothing() {
             store.add_message("alice", &format!("a{i}"), &small(i));
         }
         let mut policy = Policy::default();
-        policy.plaintext_auth = true;
+        policy.rules.plaintext_auth = true;
         let srv = start_server(kind, Backend::new(auth, store.clone(), policy), &tls);
         let addr = srv.plain;
         let s = store.clone();

@@ -113,7 +113,7 @@ fn a_thousand_concurrent_sessions_download_for_a_minute_without_loss() {
         }
     }
     let mut policy = Policy::default();
-    policy.plaintext_auth = true;
+    policy.rules.plaintext_auth = true;
     let server = start_server(
         ServerKind::Tokio,
         Backend::new(auth, store, policy),

@@ -75,7 +75,7 @@ fn against(server: ServerKind) -> Vec<String> {
             store.add_message("alice", "u2", SECOND);
             store.add_message("alice", "u3", &big);
             let mut policy = Policy::default();
-            policy.auth_failure_delay = Duration::from_millis(10);
+            policy.rules.auth_failure_delay = Duration::from_millis(10);
             let backend = Backend::new(
                 MemoryAuthenticator::new().with_user("alice", "pw"),
                 store.clone(),

@@ -46,8 +46,8 @@ impl Fixture {
         let stored = stored_messages();
         let mut policy = Policy::default();
         // curl's and poplib's USER/PASS before STLS, as on a loopback test setup.
-        policy.plaintext_auth = true;
-        policy.auth_failure_delay = Duration::from_millis(10);
+        policy.rules.plaintext_auth = true;
+        policy.rules.auth_failure_delay = Duration::from_millis(10);
         let uids = write_maildir(&dir.path().join("mail"), "alice", &stored);
         let (server, current): (_, Box<dyn Fn() -> Vec<String>>) = match kind {
             // A Maildir of LF files and a Dovecot passwd-file, as Dovecot has them.
@@ -479,8 +479,8 @@ fn passwords_need_stls_first_with_the_default_policy() {
     let store = MemoryStore::new();
     store.add_message("alice", "u1", b"Subject: one\r\n\r\nbody\r\n");
     let mut policy = Policy::default();
-    policy.auth_failure_delay = Duration::from_millis(10);
-    assert!(!policy.plaintext_auth);
+    policy.rules.auth_failure_delay = Duration::from_millis(10);
+    assert!(!policy.rules.plaintext_auth);
     let backend = Backend::new(
         MemoryAuthenticator::new().with_user("alice", "pw"),
         store,

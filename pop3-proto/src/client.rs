@@ -79,6 +79,7 @@ pub struct Handle(pub u64);
 
 /// The POP3 session state (RFC 1939 §3), as the client sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientState {
     /// Waiting for the greeting.
     Greeting,

@@ -32,7 +32,7 @@
 //!
 //! let now = Instant::now();
 //! let mut config = ServerConfig::default();
-//! config.plaintext_auth = true; // this example runs without TLS
+//! config.rules.plaintext_auth = true; // this example runs without TLS
 //! let mut server = Server::new(config, now);
 //! let mut out = Vec::new();
 //! server.poll_transmit(now, &mut out);
@@ -88,30 +88,13 @@ pub struct ServerConfig {
     /// A server-wide secret, stable across connections, from which fake SCRAM salts for
     /// unknown users are derived (so repeated attempts cannot tell unknown names apart).
     pub scram_fake_key: Option<Secret<Vec<u8>>>,
-    /// Autologout: an idle session is closed, without UPDATE, after this long (RFC 1939 §3:
-    /// at least 10 minutes).
-    pub idle_timeout: Duration,
-    /// A line, once begun, must be complete within this while the server waits for it: a
-    /// client trickling a command (or an endless line) a byte at a time is closed
-    /// ([`CloseReason::CommandTimeout`]) instead of holding the connection for ever, which the
-    /// autologout timer alone would allow, since every byte is activity.
-    pub command_timeout: Duration,
-    /// The session is closed after this many consecutive errors.
-    pub max_consecutive_errors: u32,
-    /// How long a failed authentication's `-ERR` is held back.
-    pub auth_failure_delay: Duration,
-    /// The session is closed after this many failed authentications.
-    pub max_auth_failures: u32,
-    /// Output buffered beyond this is refused by [`Server::write_body`] (backpressure), and no
-    /// further command is read.
-    pub high_water: usize,
+    /// Timeouts, error and failure limits, output buffering and the plaintext policy: the
+    /// session rules an operator sets (server-core's `Policy` embeds the same value).
+    pub rules: SessionRules,
     /// The connection is already encrypted (implicit TLS, RFC 8314).
     pub tls_active: bool,
     /// `STLS` is offered (a certificate is configured).
     pub stls_offered: bool,
-    /// Plaintext passwords (USER/PASS, PLAIN, LOGIN, and bearer tokens) are accepted without
-    /// TLS. Off by default (RFC 2595 §2.3, RFC 5034 §4).
-    pub plaintext_auth: bool,
     /// `USER`/`PASS` are offered at all.
     pub user_pass: bool,
     /// The SASL mechanisms offered (before the plaintext policy filters them).
@@ -136,15 +119,9 @@ impl Default for ServerConfig {
             hostname: "localhost".into(),
             port: None,
             scram_fake_key: None,
-            idle_timeout: Duration::from_secs(600),
-            command_timeout: Duration::from_secs(60),
-            max_consecutive_errors: 10,
-            auth_failure_delay: Duration::from_secs(2),
-            max_auth_failures: 3,
-            high_water: 64 * 1024,
+            rules: SessionRules::default(),
             tls_active: false,
             stls_offered: false,
-            plaintext_auth: false,
             user_pass: true,
             sasl_mechanisms: ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"]
                 .iter()
@@ -158,8 +135,51 @@ impl Default for ServerConfig {
     }
 }
 
+/// The rules of a session that an operator chooses: timeouts, error and failure limits,
+/// output buffering, and whether passwords may be sent without TLS. One home for them:
+/// [`ServerConfig::rules`] here, and the server core's `Policy` embeds the same struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionRules {
+    /// Autologout: an idle session is closed, without UPDATE, after this long (RFC 1939 §3:
+    /// at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// A line, once begun, must be complete within this while the server waits for it: a
+    /// client trickling a command (or an endless line) a byte at a time is closed
+    /// ([`CloseReason::CommandTimeout`]) instead of holding the connection for ever, which the
+    /// autologout timer alone would allow, since every byte is activity.
+    pub command_timeout: Duration,
+    /// The session is closed after this many consecutive errors.
+    pub max_consecutive_errors: u32,
+    /// How long a failed authentication's `-ERR` is held back.
+    pub auth_failure_delay: Duration,
+    /// The session is closed after this many failed authentications.
+    pub max_auth_failures: u32,
+    /// Output buffered beyond this is refused by [`Server::write_body`] (backpressure), and no
+    /// further command is read.
+    pub high_water: usize,
+    /// Plaintext passwords (USER/PASS, PLAIN, LOGIN, and bearer tokens) are accepted without
+    /// TLS. Off by default (RFC 2595 §2.3, RFC 5034 §4).
+    pub plaintext_auth: bool,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules {
+            idle_timeout: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(60),
+            max_consecutive_errors: 10,
+            auth_failure_delay: Duration::from_secs(2),
+            max_auth_failures: 3,
+            high_water: 64 * 1024,
+            plaintext_auth: false,
+        }
+    }
+}
+
 /// The POP3 session state (RFC 1939 §3), as the server sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerState {
     /// AUTHORIZATION.
     Authorization,
@@ -413,7 +433,7 @@ impl Server {
             sasl: None,
             consecutive_errors: 0,
             auth_failures: 0,
-            idle_deadline: now + config.idle_timeout,
+            idle_deadline: now + config.rules.idle_timeout,
             partial_since: None,
             delayed: None,
             close_after_delay: false,
@@ -473,7 +493,7 @@ impl Server {
 
     /// Room left below the high-water mark, in octets.
     pub fn writable(&self) -> usize {
-        self.config.high_water.saturating_sub(self.out.len())
+        self.config.rules.high_water.saturating_sub(self.out.len())
     }
 
     /// Sets the per-user `LOGIN-DELAY` and `EXPIRE` advertised in TRANSACTION
@@ -484,7 +504,7 @@ impl Server {
     }
 
     fn plaintext_ok(&self) -> bool {
-        self.config.tls_active || self.config.plaintext_auth
+        self.config.tls_active || self.config.rules.plaintext_auth
     }
 
     fn is_plaintext_mech(m: &Mechanism) -> bool {
@@ -566,7 +586,7 @@ impl Server {
                 }
                 self.input.extend_from_slice(data);
                 self.now = now;
-                self.idle_deadline = now + self.config.idle_timeout;
+                self.idle_deadline = now + self.config.rules.idle_timeout;
             }
         }
     }
@@ -606,7 +626,7 @@ impl Server {
             && self.state != ServerState::TlsHandshake
             && self.delayed.is_none()
             && matches!(self.awaiting, Awaiting::Nothing | Awaiting::SaslLine)
-            && self.out.len() < self.config.high_water
+            && self.out.len() < self.config.rules.high_water
     }
 
     /// When the line being waited for must be complete. Only while the server is itself
@@ -615,7 +635,7 @@ impl Server {
     fn line_deadline(&self) -> Option<Instant> {
         let since = self.partial_since?;
         (self.reading() && self.pos >= self.input.len())
-            .then(|| since + self.config.command_timeout)
+            .then(|| since + self.config.rules.command_timeout)
     }
 
     /// Advances time: releases a delayed reply, or closes an idle session (autologout, never
@@ -631,7 +651,7 @@ impl Server {
                 self.close_with(CloseReason::TooManyAuthFailures);
                 return;
             }
-            self.idle_deadline = now + self.config.idle_timeout;
+            self.idle_deadline = now + self.config.rules.idle_timeout;
         }
         if self.line_deadline().is_some_and(|d| now >= d) {
             self.close_with(CloseReason::CommandTimeout);
@@ -645,7 +665,7 @@ impl Server {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) {
         self.now = now;
         if !self.out.is_empty() {
-            self.idle_deadline = now + self.config.idle_timeout;
+            self.idle_deadline = now + self.config.rules.idle_timeout;
             out.append(&mut self.out);
         }
     }
@@ -744,7 +764,7 @@ impl Server {
         self.err(code, text);
         self.events.push_back(ServerEvent::Rejected { reason });
         self.consecutive_errors += 1;
-        if self.consecutive_errors >= self.config.max_consecutive_errors {
+        if self.consecutive_errors >= self.config.rules.max_consecutive_errors {
             self.err(None, "Too many errors, closing connection");
             self.close_with(CloseReason::TooManyErrors);
         }
@@ -1007,16 +1027,16 @@ impl Server {
         let mut reply = Vec::new();
         StatusLine::new_unchecked(Status::Err, code, Text::new(text).unwrap_or_default())
             .encode(&mut reply);
-        if self.auth_failures >= self.config.max_auth_failures {
+        if self.auth_failures >= self.config.rules.max_auth_failures {
             self.close_after_delay = true;
         }
-        if self.config.auth_failure_delay.is_zero() {
+        if self.config.rules.auth_failure_delay.is_zero() {
             self.out.extend_from_slice(&reply);
             if self.close_after_delay {
                 self.close_with(CloseReason::TooManyAuthFailures);
             }
         } else {
-            self.delayed = Some((now + self.config.auth_failure_delay, reply));
+            self.delayed = Some((now + self.config.rules.auth_failure_delay, reply));
         }
     }
 

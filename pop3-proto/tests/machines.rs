@@ -323,8 +323,8 @@ fn mailbox() -> Vec<(Vec<u8>, String)> {
 
 fn config() -> ServerConfig {
     let mut c = ServerConfig::default();
-    c.plaintext_auth = true;
-    c.auth_failure_delay = Duration::ZERO;
+    c.rules.plaintext_auth = true;
+    c.rules.auth_failure_delay = Duration::ZERO;
     c.sasl_nonce = b"Ns8fV0gk2Tq".to_vec();
     c
 }
@@ -573,7 +573,7 @@ fn server_answers_illegal_and_unknown_commands_then_carries_on() {
 fn server_closes_after_consecutive_errors() {
     let now = Instant::now();
     let mut c = config();
-    c.max_consecutive_errors = 3;
+    c.rules.max_consecutive_errors = 3;
     let mut server = Server::new(c, now);
     server.handle_input(b"A\r\nB\r\nC\r\nD\r\n", now);
     let mut closed = None;
@@ -609,7 +609,7 @@ fn stls_injection_is_discarded_by_the_server() {
     let now = Instant::now();
     let mut c = config();
     c.stls_offered = true;
-    c.plaintext_auth = false;
+    c.rules.plaintext_auth = false;
     let mut server = Server::new(c, now);
     let mut out = Vec::new();
     server.poll_transmit(now, &mut out);
@@ -911,8 +911,8 @@ fn eof_closes_without_update() {
 fn failed_login_is_delayed_and_limited() {
     let t0 = Instant::now();
     let mut c = config();
-    c.auth_failure_delay = Duration::from_secs(2);
-    c.max_auth_failures = 2;
+    c.rules.auth_failure_delay = Duration::from_secs(2);
+    c.rules.max_auth_failures = 2;
     let mut server = Server::new(c, t0);
     let mut app = App::new(mailbox());
     let mut out = Vec::new();
@@ -982,7 +982,7 @@ fn quit_in_authorization_commits_nothing() {
 fn backpressure_limits_buffered_output() {
     let now = Instant::now();
     let mut c = config();
-    c.high_water = 4096;
+    c.rules.high_water = 4096;
     let mut server = Server::new(c, now);
     let mut app = App::new(vec![(vec![b'x'; 100_000], "big".into())]);
     server.handle_input(b"USER alice\r\nPASS open sesame\r\nRETR 1\r\nNOOP\r\n", now);

@@ -282,11 +282,9 @@ fn oauthbearer_rfc7628_error_flow() {
     let ir = c.initial_response().unwrap();
     let mut s = rfc7628_server();
     assert!(matches!(s.start(Some(&ir)), ServerStep::Check(_)));
-    let err = OAuthError {
-        status: "invalid_token".into(),
-        scope: Some("example_scope".into()),
-        openid_configuration: Some("https://example.com/.well-known/openid-configuration".into()),
-    };
+    let mut err = OAuthError::new("invalid_token");
+    err.scope = Some("example_scope".into());
+    err.openid_configuration = Some("https://example.com/.well-known/openid-configuration".into());
     let json = challenge(s.answer(CredentialAnswer::Token(Err(err))));
     assert_eq!(json, B64.decode(RFC7628_ERROR_B64).unwrap());
     // RFC 7628 §3.2.3: the client answers with a single 0x01 ("AQ==").

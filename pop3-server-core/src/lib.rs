@@ -20,7 +20,7 @@
 //! store.add_message("alice", "m1", b"Subject: hi\r\n\r\nHello\r\n");
 //! let auth = MemoryAuthenticator::new().with_user("alice", "secret");
 //! let mut policy = Policy::default();
-//! policy.plaintext_auth = true; // this example has no TLS
+//! policy.rules.plaintext_auth = true; // this example has no TLS
 //! let backend = Backend::new(auth, store, policy);
 //!
 //! let now = Instant::now();

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pop3_proto::server::{LoginRequest, Request, Server, ServerConfig, ServerEvent};
+pub use pop3_proto::server::SessionRules;
 use pop3_proto::{
     Capability, Expire, MsgNum, ResponseCode, ScanListing, Secret, Stat, StatusLine, Text,
     Timestamp, UidListing,
@@ -40,21 +41,12 @@ pub struct Policy {
     pub greeting: String,
     /// The host name used in APOP timestamps and SASL challenges.
     pub hostname: String,
-    /// Accept plaintext passwords (USER/PASS, PLAIN, LOGIN) without TLS. Off by default.
-    pub plaintext_auth: bool,
     /// Offer APOP (when the authenticator can do it).
     pub apop: bool,
-    /// Autologout after this much inactivity (RFC 1939 §3: at least 10 minutes).
-    pub idle_timeout: Duration,
-    /// A command line, once begun, must arrive within this (slow clients trickling bytes are
-    /// closed; see [`pop3_proto::server::ServerConfig::command_timeout`]).
-    pub command_timeout: Duration,
-    /// Delay before the `-ERR` of a failed authentication.
-    pub auth_failure_delay: Duration,
-    /// Failed authentications allowed per connection.
-    pub max_auth_failures: u32,
-    /// Consecutive errors allowed per connection.
-    pub max_consecutive_errors: u32,
+    /// Timeouts, error and failure limits, output buffering, and whether plaintext passwords
+    /// (USER/PASS, PLAIN, LOGIN) are accepted without TLS (off by default): handed to each
+    /// session's protocol machine as they are.
+    pub rules: SessionRules,
     /// Minimum seconds between two logins of one user: advertised as `LOGIN-DELAY` and
     /// enforced with `-ERR [LOGIN-DELAY]` (RFC 2449 §6.5, §8.1.1).
     pub login_delay: Option<u64>,
@@ -66,8 +58,6 @@ pub struct Policy {
     pub max_maildrop_size: Option<u64>,
     /// `IMPLEMENTATION` text (advertised after login only).
     pub implementation: Option<String>,
-    /// Output buffered per connection before the session waits for the client to read.
-    pub high_water: usize,
 }
 
 impl Default for Policy {
@@ -75,19 +65,13 @@ impl Default for Policy {
         Policy {
             greeting: "POP3 server ready".into(),
             hostname: "localhost".into(),
-            plaintext_auth: false,
             apop: true,
-            idle_timeout: Duration::from_secs(600),
-            command_timeout: Duration::from_secs(60),
-            auth_failure_delay: Duration::from_secs(2),
-            max_auth_failures: 3,
-            max_consecutive_errors: 10,
+            rules: SessionRules::default(),
             login_delay: None,
             expire: None,
             max_messages: None,
             max_maildrop_size: None,
             implementation: None,
-            high_water: 64 * 1024,
         }
     }
 }
@@ -133,15 +117,9 @@ impl<A: Authenticator, S: MailStore> Backend<A, S> {
         c.scram_fake_key = Some(self.scram_fake_key.clone());
         c.hostname = p.hostname.clone();
         c.port = conn.local_port;
-        c.idle_timeout = p.idle_timeout;
-        c.command_timeout = p.command_timeout;
-        c.max_consecutive_errors = p.max_consecutive_errors;
-        c.auth_failure_delay = p.auth_failure_delay;
-        c.max_auth_failures = p.max_auth_failures;
-        c.high_water = p.high_water;
+        c.rules = p.rules.clone();
         c.tls_active = conn.tls_active;
         c.stls_offered = conn.stls_available;
-        c.plaintext_auth = p.plaintext_auth;
         c.sasl_mechanisms = self.auth.mechanisms();
         c.login_delay = p.login_delay.map(|secs| Capability::LoginDelay {
             secs,
@@ -208,6 +186,7 @@ impl Connection {
 
 /// What [`Session::process`] asks of the adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Step {
     /// Nothing special: transmit, then wait for input, writability or the timeout.
     Continue,

@@ -12,10 +12,10 @@ fn session() -> Session<MemoryAuthenticator, MemoryStore> {
     store.add_message("alice", "u1", b"Subject: x\r\n\r\nbody\r\n");
     let auth = MemoryAuthenticator::new().with_user("alice", "pw");
     let mut p = Policy::default();
-    p.plaintext_auth = true;
-    p.auth_failure_delay = Duration::ZERO;
-    p.max_consecutive_errors = u32::MAX;
-    p.high_water = 16 * 1024;
+    p.rules.plaintext_auth = true;
+    p.rules.auth_failure_delay = Duration::ZERO;
+    p.rules.max_consecutive_errors = u32::MAX;
+    p.rules.high_water = 16 * 1024;
     Session::new(
         Backend::new(auth, store, p),
         &Connection::plain(false),

@@ -17,8 +17,8 @@ const M3: &[u8] = b"Subject: three\r\n\r\nbody three\r\n";
 
 fn policy() -> Policy {
     let mut p = Policy::default();
-    p.plaintext_auth = true;
-    p.auth_failure_delay = Duration::ZERO;
+    p.rules.plaintext_auth = true;
+    p.rules.auth_failure_delay = Duration::ZERO;
     p
 }
 
@@ -277,8 +277,8 @@ fn bad_credentials_get_auth_code_and_unknown_users_look_the_same() {
 fn auth_failures_are_delayed_and_limited() {
     let (store, auth) = memory();
     let mut p = policy();
-    p.auth_failure_delay = Duration::from_secs(2);
-    p.max_auth_failures = 2;
+    p.rules.auth_failure_delay = Duration::from_secs(2);
+    p.rules.max_auth_failures = 2;
     let backend = Backend::new(auth, store, p);
     let mut t = T::new(backend, Connection::plain(false));
     assert_eq!(t.send("USER alice\r\nPASS x\r\n"), "+OK\r\n");
@@ -432,7 +432,7 @@ fn huge_listing_streams_under_backpressure() {
     }
     let auth = MemoryAuthenticator::new().with_user("big", "pw");
     let mut p = policy();
-    p.high_water = 8 * 1024;
+    p.rules.high_water = 8 * 1024;
     let backend = Backend::new(auth, store, p);
     let mut t = T::new(backend, Connection::plain(false));
     t.send("USER big\r\nPASS pw\r\n");

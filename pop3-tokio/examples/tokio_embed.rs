@@ -90,7 +90,7 @@ impl Maildrop for EmlDrop {
 async fn main() -> std::io::Result<()> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| ".".into());
     let mut policy = Policy::default();
-    policy.plaintext_auth = true;
+    policy.rules.plaintext_auth = true;
     let backend = Backend::new(
         MemoryAuthenticator::new().with_user("me", "pw"),
         EmlDir(dir.into()),

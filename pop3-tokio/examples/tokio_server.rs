@@ -21,7 +21,7 @@ async fn main() -> std::io::Result<()> {
         b"Subject: Again\r\n\r\n.A line that starts with a dot.\r\n",
     );
     let mut policy = Policy::default();
-    policy.plaintext_auth = true;
+    policy.rules.plaintext_auth = true;
     let backend = Backend::new(
         MemoryAuthenticator::new().with_user("alice", "pw"),
         store,

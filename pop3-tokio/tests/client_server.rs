@@ -90,7 +90,7 @@ async fn fixture(big: Option<Arc<Vec<u8>>>, policy: Policy, options: ServerOptio
 
 fn policy() -> Policy {
     let mut p = Policy::default();
-    p.auth_failure_delay = Duration::from_millis(10);
+    p.rules.auth_failure_delay = Duration::from_millis(10);
     p
 }
 
@@ -361,7 +361,7 @@ async fn starttls_required_but_not_offered_fails_before_credentials() {
 async fn connection_limit_and_idle_timeout() {
     tokio::time::timeout(LIMIT, async {
         let mut p = policy();
-        p.idle_timeout = Duration::from_millis(300);
+        p.rules.idle_timeout = Duration::from_millis(300);
         let mut o = ServerOptions::default();
         o.max_connections = 1;
         let f = fixture(None, p, o).await;

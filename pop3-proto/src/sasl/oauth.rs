@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 /// Why the application rejects an OAuth token: the fields of the JSON error challenge
 /// (RFC 7628 §3.2.2; Google's XOAUTH2 uses the same `status` and `scope`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuthError {
     /// `status`: for OAUTHBEARER an RFC 6749 error code such as `invalid_token`; for XOAUTH2
     /// usually an HTTP status such as `401`.

@@ -183,6 +183,7 @@ pub enum MaildirError {
     not_deleted.len(),
     if sync_failed.is_some() { "; syncing the directories failed" } else { "" }
 )]
+#[non_exhaustive]
 pub struct CommitError {
     /// The marked messages that are still there, in index order.
     pub not_deleted: Vec<NotDeleted>,
@@ -193,6 +194,7 @@ pub struct CommitError {
 
 /// A marked message that [`MaildirDrop::commit`] could not remove.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct NotDeleted {
     /// Its index in the snapshot.
     pub index: usize,
