@@ -184,8 +184,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         let mut workers = Vec::new();
         if args.storm > 0 {
-            let (args, storm, over, opts) =
-                (args.clone(), storm.clone(), storm_over.clone(), opts.clone());
+            let (args, storm, over, opts) = (
+                args.clone(),
+                storm.clone(),
+                storm_over.clone(),
+                opts.clone(),
+            );
             workers.push(tokio::spawn(async move {
                 // Let the downloaders get going first.
                 tokio::time::sleep(Duration::from_millis(500)).await;

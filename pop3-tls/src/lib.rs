@@ -1,16 +1,28 @@
 //! # pop3-tls
 //!
-//! rustls (ring provider) configuration shared by the pop3 adapters, whatever their runtime:
-//! a verifying client configuration (Mozilla's roots, or a custom CA), a server configuration
-//! from PEM files, and self-signed certificates for demos and tests. Skipping certificate
-//! verification is possible only through the loudly named
+//! rustls configuration shared by the pop3 adapters, whatever their runtime: a verifying
+//! client configuration (Mozilla's roots, or a custom CA), a server configuration from PEM
+//! files, and (feature `self-signed`) self-signed certificates for demos and tests. Skipping
+//! certificate verification is possible only through the loudly named
 //! [`Trust::DangerousAcceptAnyCertificate`].
 //!
+//! # Crypto provider
+//!
+//! Chosen at build time by a feature, never by whatever else is in the dependency graph:
+//! - `aws-lc-rs` (default): rustls' default provider, with the X25519MLKEM768 hybrid
+//!   post-quantum key exchange preferred;
+//! - `ring`: `default-features = false, features = ["ring"]` (no post-quantum key exchange).
+//!
+//! With both enabled, aws-lc-rs is used; with neither, the crate does not build.
+//! [`provider`] returns the one in use.
+//!
 //! ```
+//! # #[cfg(feature = "self-signed")] {
 //! let cert = pop3_tls::self_signed(&["localhost".into()]).unwrap();
 //! let server = pop3_tls::server_config(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
 //! let client = pop3_tls::client_config(&pop3_tls::Trust::CaPem(cert.cert_pem.into_bytes())).unwrap();
 //! # let _ = (server, client);
+//! # }
 //! ```
 
 #![forbid(unsafe_code)]
@@ -18,7 +30,7 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, ring};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -58,8 +70,17 @@ pub enum Trust {
     DangerousAcceptAnyCertificate,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("pop3-tls needs a TLS crypto provider: enable the feature `aws-lc-rs` or `ring`");
+
+/// The crypto provider every configuration of this crate is built with: aws-lc-rs when the
+/// `aws-lc-rs` feature is on, otherwise ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 /// All certificates in `pem`.
@@ -111,6 +132,7 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
 }
 
 /// A self-signed certificate and its key, both PEM.
+#[cfg(feature = "self-signed")]
 #[derive(Clone)]
 pub struct SelfSigned {
     /// The certificate, PEM.
@@ -119,13 +141,16 @@ pub struct SelfSigned {
     pub key_pem: String,
 }
 
+#[cfg(feature = "self-signed")]
 impl std::fmt::Debug for SelfSigned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SelfSigned").finish_non_exhaustive()
     }
 }
 
-/// A self-signed certificate for these host names (or IP addresses), for demos and tests.
+/// A self-signed certificate for these host names (or IP addresses), for demos and tests
+/// (feature `self-signed`).
+#[cfg(feature = "self-signed")]
 pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
     let ck = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
