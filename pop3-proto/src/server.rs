@@ -263,7 +263,7 @@ pub enum CloseReason {
     Eof,
     /// The autologout timer expired.
     Timeout,
-    /// A line took longer than [`ServerConfig::command_timeout`] to arrive.
+    /// A line took longer than [`SessionRules::command_timeout`] to arrive.
     CommandTimeout,
     /// Too many consecutive errors.
     TooManyErrors,

@@ -1,6 +1,5 @@
 //! The maildrop semantics, through the session over in-memory bytes (no sockets).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,6 @@ use pop3_server_core::backend::{Authenticator, MailStore, StoreError};
 use pop3_server_core::block_on;
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
-use pop3_server_core::passwd::PasswdFile;
 use pop3_server_core::session::{Backend, Connection, Policy, Session, Step};
 
 const M1: &[u8] = b"Subject: one\r\nFrom: a@example.com\r\n\r\nline 1\r\n.dot line\r\nline 3\r\n";
@@ -454,8 +452,12 @@ fn huge_listing_streams_under_backpressure() {
     assert!(total > 1_000_000);
 }
 
+#[cfg(feature = "all-schemes")]
 #[test]
 fn passwd_file_users_log_in_through_the_session() {
+    use pop3_server_core::passwd::PasswdFile;
+    use std::path::Path;
+
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/passwd");
     let passwd = PasswdFile::load(fixtures.join("users.passwd")).unwrap();
     let store = MemoryStore::new();

@@ -177,6 +177,17 @@ pub enum LineError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The scheme is known, but its hashing crate was left out of this build: enable the
+    /// named feature of `pop3-server-core`.
+    #[error(
+        "scheme {scheme} needs pop3-server-core's feature `{feature}`, not enabled in this build"
+    )]
+    SchemeNotBuilt {
+        /// The scheme.
+        scheme: Scheme,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
     /// The user already appeared on an earlier line.
     #[error("duplicate user (first defined on line {first_line})")]
     DuplicateUser {
@@ -219,10 +230,13 @@ pub enum PasswdError {
 enum Stored {
     Plain(Zeroizing<Vec<u8>>),
     /// `$6$`/`$5$` MCF string; the algorithm is in the entry's scheme.
+    #[cfg(feature = "sha-crypt")]
     ShaCrypt(Zeroizing<String>),
     /// Argon2 PHC string.
+    #[cfg(feature = "argon2")]
     Argon2(Zeroizing<String>),
     /// bcrypt MCF string.
+    #[cfg(feature = "bcrypt")]
     Bcrypt(Zeroizing<String>),
     CramMd5(CramContexts),
     Scram(ScramSecret),
@@ -285,12 +299,14 @@ impl PasswdEntry {
                 let b = Sha256::digest(password);
                 a.ct_eq(&b).into()
             }
+            #[cfg(feature = "sha-crypt")]
             Stored::ShaCrypt(hash) => {
                 use sha_crypt::PasswordVerifier as _;
                 sha_crypt::ShaCrypt::default()
                     .verify_password(password, hash.as_str())
                     .is_ok()
             }
+            #[cfg(feature = "argon2")]
             Stored::Argon2(hash) => {
                 use argon2::PasswordVerifier as _;
                 argon2::Argon2::default()
@@ -298,6 +314,7 @@ impl PasswdEntry {
                     .is_ok()
             }
             // Truncates at 72 bytes like libc crypt(), which Dovecot uses.
+            #[cfg(feature = "bcrypt")]
             Stored::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             Stored::CramMd5(ctx) => CramContexts::from_key(password).ct_eq(ctx),
             Stored::Scram(secret) => scram_verify(secret, password),
@@ -663,7 +680,10 @@ fn parse_password(field: &str) -> Result<(Scheme, Stored), LineError> {
             }
             stored
         }
+        #[cfg(feature = "argon2")]
         Scheme::Argon2id | Scheme::Argon2i => Stored::Argon2(parse_argon2(scheme, secret)?),
+        #[cfg(not(feature = "argon2"))]
+        Scheme::Argon2id | Scheme::Argon2i => return Err(not_built(scheme)),
         Scheme::ScramSha256 => Stored::Scram(parse_scram(secret)?),
     };
     Ok((scheme, stored))
@@ -682,20 +702,36 @@ fn parse_crypt(hash: &str) -> Result<(Scheme, Stored), LineError> {
     };
     let invalid = |reason| LineError::InvalidSecret { scheme, reason };
     let stored = Zeroizing::new(hash.to_owned());
+    // Unused when the build has neither bcrypt nor sha-crypt.
+    let _ = (&invalid, &stored);
     match scheme {
+        #[cfg(feature = "bcrypt")]
         Scheme::BlfCrypt => {
             hash.parse::<bcrypt::HashParts>()
                 .map_err(|_| invalid("not a bcrypt hash"))?;
             Ok((scheme, Stored::Bcrypt(stored)))
         }
-        _ => {
+        #[cfg(feature = "sha-crypt")]
+        Scheme::Sha512Crypt | Scheme::Sha256Crypt => {
             check_sha_crypt(hash).ok_or(invalid("not a SHA-crypt hash"))?;
             Ok((scheme, Stored::ShaCrypt(stored)))
         }
+        _ => Err(not_built(scheme)),
     }
 }
 
+/// The error for a scheme whose hashing crate this build left out.
+fn not_built(scheme: Scheme) -> LineError {
+    let feature = match scheme {
+        Scheme::BlfCrypt => "bcrypt",
+        Scheme::Argon2i | Scheme::Argon2id => "argon2",
+        _ => "sha-crypt",
+    };
+    LineError::SchemeNotBuilt { scheme, feature }
+}
+
 /// Syntax check of `$5$`/`$6$[rounds=N$]salt$hash`, mirroring what sha-crypt will accept.
+#[cfg(feature = "sha-crypt")]
 fn check_sha_crypt(hash: &str) -> Option<()> {
     let parsed = sha_crypt::PasswordHashRef::new(hash).ok()?;
     let expected_len = match parsed.id() {
@@ -715,6 +751,7 @@ fn check_sha_crypt(hash: &str) -> Option<()> {
     (salt.len() <= 16 && digest.len() == expected_len).then_some(())
 }
 
+#[cfg(feature = "argon2")]
 fn parse_argon2(scheme: Scheme, hash: &str) -> Result<Zeroizing<String>, LineError> {
     let invalid = |reason| LineError::InvalidSecret { scheme, reason };
     let parsed = argon2::PasswordHash::new(hash).map_err(|_| invalid("not a PHC string"))?;
@@ -785,6 +822,7 @@ fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "sha-crypt")]
     #[test]
     fn decoy_is_most_common_scheme_then_costliest_then_first() {
         let sha256 = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZF4fY5Hp5";
@@ -796,5 +834,45 @@ mod tests {
         let file = PasswdFile::parse("a:{PLAIN}x\nb:{PLAIN}y\n").unwrap();
         assert_eq!(file.decoy, Some(0));
         assert_eq!(PasswdFile::parse("# empty\n").unwrap().decoy, None);
+    }
+
+    /// A build without a scheme's hashing crate refuses a file that uses it, at load, naming
+    /// the feature (rather than letting the user in, or failing every login later).
+    #[cfg(not(any(feature = "sha-crypt", feature = "argon2", feature = "bcrypt")))]
+    #[test]
+    fn a_scheme_left_out_of_the_build_is_refused_naming_its_feature() {
+        let cases = [
+            (
+                "{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+                "sha-crypt",
+            ),
+            (
+                "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZF4fY5Hp5",
+                "sha-crypt",
+            ),
+            (
+                "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+                "argon2",
+            ),
+            (
+                "{BLF-CRYPT}$2y$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+                "bcrypt",
+            ),
+        ];
+        for (secret, feature) in cases {
+            let err = PasswdFile::parse(&format!("alice:{secret}\n")).unwrap_err();
+            let PasswdError::Line {
+                line: 1,
+                error: LineError::SchemeNotBuilt { feature: f, .. },
+                ..
+            } = &err
+            else {
+                panic!("{secret}: {err:?}");
+            };
+            assert_eq!(*f, feature);
+            assert!(err.to_string().contains(feature), "{err}");
+        }
+        // What needs no extra crate still loads.
+        assert!(PasswdFile::parse("alice:{PLAIN}secret\n").is_ok());
     }
 }
