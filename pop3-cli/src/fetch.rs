@@ -27,7 +27,9 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use pop3_proto::sasl::ClientCredentials;
+use pop3_proto::sasl::choose::{
+    Channel, ChoiceError, Exposure, Have, LoginMethod, Offer, Preference, Refusal, choose,
+};
 use pop3_proto::{MsgNum, Secret};
 use pop3_tls::Trust;
 use pop3_tokio::client::{Chunk, ClientOptions, Error as ClientError, Pop3Client, TlsMode};
@@ -101,100 +103,81 @@ fn tls_mode(args: &FetchArgs, url: &PopUrl) -> Result<TlsMode, Error> {
         TlsArg::Starttls
     });
     Ok(match mode {
-        TlsArg::None => {
-            eprintln!(
-                "pop3: warning: --tls none: the password and the mail cross the network unencrypted"
-            );
-            TlsMode::Plain
-        }
+        // The warning waits for the login method: it says what crosses the network readable.
+        TlsArg::None => TlsMode::Plain,
         TlsArg::Implicit => TlsMode::Implicit(pop3_tls::client_config(&trust)?),
         TlsArg::Starttls => TlsMode::StartTls(pop3_tls::client_config(&trust)?),
     })
 }
 
-/// Logs in with the mechanism the URL names, or the strongest the server offers.
+/// The `--tls none` warning for a login with `method`: what crosses the network readable.
+fn plaintext_warning(method: LoginMethod) -> String {
+    match method.exposure() {
+        Exposure::Password => format!(
+            "pop3: warning: --tls none: the password ({method} sends it readable) and the mail cross the network unencrypted"
+        ),
+        Exposure::BearerToken => format!(
+            "pop3: warning: --tls none: the OAuth token ({method} sends it readable, and anyone who reads it can use it) and the mail cross the network unencrypted"
+        ),
+        // Only a proof of the password is sent (CRAM-MD5, SCRAM-SHA-256, APOP).
+        Exposure::Proof => format!(
+            "pop3: warning: --tls none: the mail crosses the network unencrypted ({method} does not send the password itself)"
+        ),
+    }
+}
+
+/// Logs in with the mechanism the URL names, or the strongest the server offers that the
+/// credentials and the connection allow (`pop3_proto::sasl::choose`).
 async fn login(c: &mut Pop3Client, args: &FetchArgs, url: &PopUrl) -> Result<(), Error> {
     let user = url
         .user
         .clone()
         .ok_or("the URL names no user (pop3://user@host)")?;
-    let mechs: Vec<String> = c
-        .machine()
-        .sasl_mechanisms()
-        .iter()
-        .map(|m| m.as_str().to_string())
-        .collect();
-    let offered = |m: &str| mechs.iter().any(|x| x == m);
-    if let Some(cmd) = &args.oauth2_token_command {
-        let token = Secret::new(command_output(cmd)?);
-        let named = url.auth.as_deref().map(str::to_ascii_uppercase);
-        let creds = if named.as_deref() == Some("OAUTHBEARER")
-            || named.is_none() && offered("OAUTHBEARER") && !offered("XOAUTH2")
-        {
-            ClientCredentials::OAuthBearer {
-                user,
-                token,
-                host: Some(url.host.clone()),
-                port: Some(url.port),
-            }
-        } else {
-            ClientCredentials::XOAuth2 { user, token }
-        };
-        return Ok(c.auth(creds).await?);
-    }
-    let pass = password(args, &user)?;
-    let wanted = match url.auth.as_deref() {
-        None | Some("*") => {
-            if offered("SCRAM-SHA-256") {
-                "SCRAM-SHA-256"
-            } else if offered("CRAM-MD5") {
-                "CRAM-MD5"
-            } else if offered("PLAIN") {
-                "PLAIN"
-            } else {
-                "USER"
-            }
-        }
-        Some(m) => m,
+    let preference = match url.auth.as_deref() {
+        None => Preference::Auto,
+        Some(value) => Preference::from_url_auth(value)?,
     };
-    let secret = || Secret::new(pass.clone());
-    let user2 = user.clone();
-    match wanted.to_ascii_uppercase().as_str() {
-        "+APOP" => c.apop(&user, &pass).await?,
-        "USER" => c.login(&user, &pass).await?,
-        "PLAIN" => {
-            c.auth(ClientCredentials::Plain {
-                authzid: None,
-                user: user2,
-                password: secret(),
-            })
-            .await?
+    let offer = Offer::from_capabilities(c.capabilities(), c.machine().apop_timestamp());
+    let token_source = args.oauth2_token_command.as_deref();
+    let have = if token_source.is_some() {
+        Have::TOKEN
+    } else {
+        Have::PASSWORD
+    };
+    // `--tls none` is the explicit consent to send a password or token without TLS.
+    let channel = Channel {
+        tls: c.is_tls(),
+        allow_plaintext: matches!(args.tls, Some(TlsArg::None)),
+    };
+    let method = choose(&offer, have, channel, preference).map_err(|e| -> Error {
+        match e {
+            ChoiceError::ForcedUnusable {
+                reason: Refusal::NeedsToken,
+                ..
+            } => format!("{e}: use --oauth2-token-command CMD").into(),
+            ChoiceError::ForcedUnusable {
+                reason: Refusal::NeedsPassword,
+                ..
+            } => format!("{e}, not --oauth2-token-command").into(),
+            e => e.into(),
         }
-        "LOGIN" => {
-            c.auth(ClientCredentials::Login {
-                user: user2,
-                password: secret(),
-            })
-            .await?
+    })?;
+    if !channel.tls {
+        eprintln!("{}", plaintext_warning(method));
+    }
+    let secret = Secret::new(match token_source {
+        Some(cmd) => command_output(cmd)?,
+        None => password(args, &user)?,
+    });
+    match method {
+        LoginMethod::UserPass => c.login(&user, secret.expose_secret()).await?,
+        LoginMethod::Apop => c.apop(&user, secret.expose_secret()).await?,
+        m => {
+            let creds = m
+                .client_credentials(user, secret, Some(url.host.clone()), Some(url.port))
+                .ok_or_else(|| format!("{m} is not a SASL mechanism"))?;
+            c.auth(creds).await?
         }
-        "CRAM-MD5" => {
-            c.auth(ClientCredentials::CramMd5 {
-                user: user2,
-                password: secret(),
-            })
-            .await?
-        }
-        "SCRAM-SHA-256" => {
-            c.auth(ClientCredentials::ScramSha256 {
-                user: user2,
-                password: secret(),
-            })
-            .await?
-        }
-        "XOAUTH2" | "OAUTHBEARER" => {
-            return Err(format!("{wanted} needs --oauth2-token-command CMD").into());
-        }
-        other => return Err(format!("unsupported mechanism {other}").into()),
     }
     Ok(())
 }

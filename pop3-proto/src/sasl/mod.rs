@@ -42,6 +42,8 @@
 //!   like a wrong password); `Token` (XOAUTH2, OAUTHBEARER) → `Token(Result<(), OAuthError>)`
 //!   (`Err`: the JSON error challenge, then failure after the client's dummy response).
 //!
+//! Choosing the client's method from what the server offers: [`choose`].
+//!
 //! Passwords and tokens travel in [`Secret`] (zeroized on drop); SCRAM keys are zeroized too.
 //! Bad input from the peer is a typed error or failure, never a panic.
 
@@ -52,6 +54,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{ApopDigest, Timestamp};
 
+pub mod choose;
 mod client;
 mod oauth;
 mod scram;
