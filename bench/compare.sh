@@ -14,8 +14,11 @@
 # this machine). Idle needs IDLE users (the maildrop lock): the extra users have empty
 # maildrops.
 #
-# SERVERS (default "ours dovecot dovecot-tuned") picks which servers run; KEEP=1 keeps the
-# temporary directory.
+# SERVERS (default "ours dovecot dovecot-tuned", plus the names in BINARIES) picks which servers
+# run; KEEP=1 keeps the temporary directory. BINARIES="name=PATH ..." adds other builds of
+# `pop3` (an earlier commit, another TLS provider) as servers of their own, measured in the same
+# run as ours. TLS=implicit runs every load over implicit TLS (a P-256 certificate made with
+# the openssl command; Dovecot gets the same one).
 #
 # Needs: dovecot-core and dovecot-pop3d (.ci/install-peers.sh), a release build
 # (`cargo build --release -p pop3-cli -p pop3-bench`, done here).
@@ -27,11 +30,12 @@ conc="${4:-20}"
 idle="${5:-0}"
 cd "$(dirname "$0")/.."
 cargo build -q --release -p pop3-cli -p pop3-bench
-bin=target/release
+bin="$PWD/target/release"
 work="$(mktemp -d "${TMPDIR:-/tmp}/pop3-compare.XXXX")"
 chmod 755 "$work"
 # KEEP=1 keeps the directory (Dovecot's logs, each load's output) for a look afterwards.
-trap 'kill $ours $dove 2>/dev/null || true; wait 2>/dev/null || true; [ "${KEEP:-0}" = 1 ] && echo "kept $work" || rm -rf "$work"' EXIT
+extra_pids=
+trap 'kill $ours $dove $extra_pids 2>/dev/null || true; wait 2>/dev/null || true; [ "${KEEP:-0}" = 1 ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 # The same mail for both: USERS maildirs of PER_USER mixed-size messages (LF line ends).
 python3 - "$work/mail" "$users" "$per_user" <<'PY'
@@ -59,12 +63,40 @@ done
 
 chown -R 65534:65534 "$work/mail-dovecot"
 
+tls="${TLS:-none}"
+bench_tls=(--tls "$tls")
+if [ "$tls" = implicit ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+      -days 30 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  chmod 644 "$work/key.pem"
+fi
+# How a build of ours listens on PORT: plain, or implicit TLS.
+ours_listen() { # PORT
+  if [ "$tls" = implicit ]; then
+    echo "--tls-listen 127.0.0.1:$1 --cert $work/cert.pem --key $work/key.pem"
+  else
+    echo "--listen 127.0.0.1:$1"
+  fi
+}
+
 ours_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 dove_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 
-"$bin/pop3" serve --listen "127.0.0.1:$ours_port" --maildir-root "$work/mail" --users "$work/users" \
+# shellcheck disable=SC2046
+"$bin/pop3" serve $(ours_listen "$ours_port") --maildir-root "$work/mail" --users "$work/users" \
     --allow-plaintext-auth --max-connections 20000 2>/dev/null &
 ours=$!
+# The other builds, each on its own port, over the same Maildirs (the loads only read them).
+declare -A extra_port extra_bin
+for spec in ${BINARIES:-}; do
+  name=${spec%%=*}
+  extra_bin[$name]=${spec#*=}
+  extra_port[$name]=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  # shellcheck disable=SC2046
+  "${extra_bin[$name]}" serve $(ours_listen "${extra_port[$name]}") --maildir-root "$work/mail" \
+      --users "$work/users" --allow-plaintext-auth --max-connections 20000 2>/dev/null &
+  extra_pids+=" $!"
+done
 dove=
 
 # Dovecot in its own directory DIR on PORT. TUNED=1 adds Dovecot's high-performance settings:
@@ -83,13 +115,21 @@ start_dovecot() { # DIR PORT TUNED
   vsz_limit = 4G"
   fi
   mkdir -p "$d/run" "$d/state"
+  local ssl_conf="ssl = no" listener_name=pop3 listener_ssl=""
+  if [ "$tls" = implicit ]; then
+    ssl_conf="ssl = required
+ssl_cert = <$work/cert.pem
+ssl_key = <$work/key.pem"
+    listener_name=pop3s
+    listener_ssl="ssl = yes"
+  fi
   cat > "$d/dovecot.conf" <<CONF
 base_dir = $d/run
 state_dir = $d/state
 log_path = $d/dovecot.log
 protocols = pop3
 listen = 127.0.0.1
-ssl = no
+$ssl_conf
 default_internal_user = dovecot
 default_internal_group = dovecot
 default_login_user = dovenull
@@ -106,8 +146,9 @@ userdb {
 }
 service pop3-login {
   chroot =
-  inet_listener pop3 {
+  inet_listener $listener_name {
     port = $port
+    $listener_ssl
   }
   process_limit = 20000
   client_limit = 20000
@@ -137,6 +178,7 @@ wait_port() { # PORT
   for _ in $(seq 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return; sleep 0.1; done
 }
 wait_port "$ours_port"
+for name in "${!extra_port[@]}"; do wait_port "${extra_port[$name]}"; done
 
 # Peak resident memory of a process tree, sampled every 100 ms while a load runs.
 peak_rss() { # PID-PATTERN OUTFILE
@@ -155,7 +197,7 @@ run() { # NAME PORT PATTERN ARGS...
   touch "$work/$name.rss.run"
   peak_rss "$pat" "$work/$name.rss" &
   local sampler=$!
-  "$bin/pop3-bench" --addr "127.0.0.1:$port" --password pw "$@" > "$work/$name.out"
+  "$bin/pop3-bench" --addr "127.0.0.1:$port" --password pw "${bench_tls[@]}" "$@" > "$work/$name.out"
   rm -f "$work/$name.rss.run"; wait $sampler
   echo "$name: $(head -1 "$work/$name.out")"
   echo "    $(sed -n 2p "$work/$name.out")  peak RSS $(( $(cat "$work/$name.rss") / 1024 )) MiB"
@@ -191,14 +233,18 @@ idle_run() { # NAME PORT PATTERN SESSIONS
   echo "   $name: $(( (steady - base) * 1024 / held )) bytes of resident memory per idle session at $held of $n sessions ($((steady / 1024)) MiB held, $((base / 1024)) MiB before, $((peak / 1024)) MiB peak, $procs processes)"
 }
 
-echo "== $(nproc) cores; $users users x $per_user messages; $sessions sessions, $conc at once; open files limit $(ulimit -n)"
+echo "== $(nproc) cores; TLS $tls; $users users x $per_user messages; $sessions sessions, $conc at once; open files limit $(ulimit -n)"
 # Dovecot runs a process (about 3.4 MB) per session by default: at 10,000 sessions that is more
 # memory than this machine has, so it gets DOVECOT_IDLE idle sessions (default: IDLE up to
 # 2,000). Tuned, it gets IDLE.
 dove_idle=${DOVECOT_IDLE:-$(( idle < 2000 ? idle : 2000 ))}
-for who in ${SERVERS:-ours dovecot dovecot-tuned}; do
+for who in ${SERVERS:-ours ${!extra_port[*]} dovecot dovecot-tuned}; do
   case $who in
     ours) port=$ours_port; pat="$bin/pop3 serve"; n_idle=$idle ;;
+    dovecot|dovecot-tuned) ;;
+    *) port=${extra_port[$who]}; pat="${extra_bin[$who]} serve"; n_idle=$idle ;;
+  esac
+  case $who in
     dovecot) start_dovecot "$work/dovecot" "$dove_port" 0; port=$dove_port; pat=dovecot; n_idle=$dove_idle ;;
     dovecot-tuned) [ -n "$dove" ] && stop_dovecot; start_dovecot "$work/dovecot-tuned" "$dove_port" 1; port=$dove_port; pat=dovecot; n_idle=$idle ;;
   esac
@@ -212,7 +258,7 @@ for who in ${SERVERS:-ours dovecot dovecot-tuned}; do
   fi
 done
 echo "== ratios"
-for d in dovecot dovecot-tuned; do
+for d in ${!extra_port[*]} dovecot dovecot-tuned; do
   [ -e "$work/ours-short.out" ] && [ -e "$work/$d-short.out" ] || continue
   echo "   short sessions/s, ours/$d: $(ratio '([0-9.]+) sessions/s' ours-short "$d-short")"
   echo "   bulk MB/s, ours/$d: $(ratio '([0-9.]+) MB/s' ours-bulk "$d-bulk")"
