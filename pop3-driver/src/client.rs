@@ -8,7 +8,8 @@
 //!
 //! The behaviour is the same on every runtime because it is this code on every runtime:
 //! - a command answered `-ERR` returns [`Error::Server`] once the machine has finished the
-//!   command (its `Done`), so the next command starts clean;
+//!   command (its `Done`), so the next command starts clean; so does a failure of the
+//!   caller's callback or writer ([`Error::Output`]: the rest of the reply is read and dropped);
 //! - a failed read or write is [`Error::Io`]; the server closing the connection in the middle
 //!   of a reply is [`Error::Protocol`] (`UnexpectedEof`), never a short message;
 //! - batches ([`Client::fetch_many`], [`Client::delete_many`]) keep
@@ -345,14 +346,34 @@ impl<T: Transport> Client<T> {
 
     /// Runs the connection until the command `until` is done (`None`: until the greeting),
     /// passing its other events to `f`. `-ERR` to `until` is [`Error::Server`], returned at
-    /// its `Done`.
+    /// its `Done`. An error of `f` (the caller's output failing) is returned at the `Done`
+    /// too: the rest of the reply is read and dropped, so that it cannot reach the next
+    /// command.
     async fn drive<F: FnMut(Event<'_>) -> Result<(), Error>>(
         &mut self,
         until: Option<Handle>,
         mut f: F,
     ) -> Result<(), Error> {
-        while !self.step(until, &mut f).await? {}
-        Ok(())
+        let mut output = None;
+        let mut g = |ev: Event<'_>| -> Result<(), Error> {
+            if output.is_none()
+                && let Err(e) = f(ev)
+            {
+                output = Some(e);
+            }
+            Ok(())
+        };
+        let r = loop {
+            match self.step(until, &mut g).await {
+                Ok(false) => {}
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        match (output, r) {
+            (Some(e), Ok(()) | Err(Error::Server(_))) => Err(e),
+            (_, r) => r,
+        }
     }
 
     /// Handles the events the buffered input gives (true when `until` is done), else sends
@@ -535,6 +556,9 @@ impl<T: Transport> Client<T> {
     ) -> Result<u64, Error> {
         let mut staged = std::mem::take(&mut self.staged);
         let mut total = 0u64;
+        // A failed write is returned once the reply is over (the rest is read and dropped),
+        // so that it cannot reach the next command.
+        let mut failed = None;
         let result = loop {
             let done = match self
                 .step(Some(h), &mut |ev| {
@@ -549,11 +573,16 @@ impl<T: Transport> Client<T> {
                 Ok(done) => done,
                 Err(e) => break Err(e),
             };
-            if let Err(e) = write_all(w, &staged).await {
-                break Err(Error::Output(e));
+            if failed.is_none()
+                && let Err(e) = write_all(w, &staged).await
+            {
+                failed = Some(e);
             }
             staged.clear();
             if done {
+                if let Some(e) = failed {
+                    break Err(Error::Output(e));
+                }
                 break poll_fn(|cx| Pin::new(&mut *w).poll_flush(cx))
                     .await
                     .map(|()| total)
@@ -600,8 +629,9 @@ impl<T: Transport> Client<T> {
 
     /// `RETR` of each message, pipelined when the server allows it (up to
     /// [`Client::pipeline_window`] in flight); `f` gets each message's chunks and then
-    /// [`Chunk::End`]. A `-ERR` for one message stops the batch with [`Error::Server`], after
-    /// the replies already in flight are read, so the connection stays usable.
+    /// [`Chunk::End`]. A `-ERR` for one message stops the batch with [`Error::Server`] (an
+    /// error of `f`, with [`Error::Output`]), after the replies already in flight are read, so
+    /// the connection stays usable.
     pub async fn fetch_many(
         &mut self,
         msgs: &[MsgNum],
@@ -627,16 +657,19 @@ impl<T: Transport> Client<T> {
                     Ok(())
                 })
                 .await;
+            let r = r.and_then(|()| f(msg, Chunk::End).map_err(Error::Output));
             match r {
-                Ok(()) => f(msg, Chunk::End).map_err(Error::Output)?,
-                Err(Error::Server(line)) => {
+                Ok(()) => {}
+                // The batch stops; the replies in flight are read (and dropped), so the
+                // connection stays usable.
+                Err(e @ (Error::Server(_) | Error::Output(_))) => {
                     for (h, _) in pending.drain(..) {
                         self.drive(Some(h), |_| Ok(())).await.or_else(|e| match e {
                             Error::Server(_) => Ok(()),
                             e => Err(e),
                         })?;
                     }
-                    return Err(Error::Server(line));
+                    return Err(e);
                 }
                 Err(e) => return Err(e),
             }
