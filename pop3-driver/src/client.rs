@@ -10,7 +10,8 @@
 //! - a command answered `-ERR` returns [`Error::Server`] once the machine has finished the
 //!   command (its `Done`), so the next command starts clean; so does a failure of the
 //!   caller's callback or writer ([`Error::Output`]: the rest of the reply is read and dropped);
-//! - a failed read or write is [`Error::Io`]; the server closing the connection in the middle
+//! - a failed read or write is [`Error::Io`] and ends the session (later commands fail at once
+//!   with `Protocol(Closed)`); the server closing the connection in the middle
 //!   of a reply is [`Error::Protocol`] (`UnexpectedEof`), never a short message;
 //! - batches ([`Client::fetch_many`], [`Client::delete_many`]) keep
 //!   [`ClientConfig::pipeline_window`](pop3_proto::client::ClientConfig::pipeline_window)
@@ -425,7 +426,8 @@ impl<T: Transport> Client<T> {
             .recv(&self.out, deadline, &Stop::never(), |data| {
                 machine.handle_input(data, Instant::now())
             })
-            .await?;
+            .await
+            .inspect_err(|_| self.machine.connection_lost())?;
         match wake {
             Wake::Eof => self.machine.handle_eof(Instant::now()),
             Wake::Timeout => self.machine.handle_timeout(Instant::now()),

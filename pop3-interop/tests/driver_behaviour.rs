@@ -695,6 +695,7 @@ fn server_closing_mid_body_is_unexpected_eof_on_every_client() {
         mid_body(kind, Ending::Close)
     });
     assert_eq!(t[0], "RETR 1: Protocol(UnexpectedEof)");
+    assert_eq!(t[1], "then NOOP: Protocol(Closed)");
 }
 
 #[test]
@@ -703,6 +704,8 @@ fn server_resetting_mid_body_is_an_io_error_on_every_client() {
         mid_body(kind, Ending::Reset)
     });
     assert_eq!(t[0], "RETR 1: Io(ConnectionReset)");
+    // The machine was told the connection is gone: no command waits behind the lost reply.
+    assert_eq!(t[1], "then NOOP: Protocol(Closed)");
 }
 
 /// Asserts the result is the reply timeout, and that it came after about `REPLY_TIMEOUT`.

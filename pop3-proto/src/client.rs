@@ -728,6 +728,13 @@ impl Client {
         self.eof = true;
     }
 
+    /// The connection failed under the session (a read or write error, a reset): the session
+    /// is over. Commands issued later fail at once with [`ClientError::Closed`] instead of
+    /// waiting behind replies that will never come.
+    pub fn connection_lost(&mut self) {
+        self.fail(ClientError::Closed);
+    }
+
     /// The TLS handshake after `STLS` completed: the session goes on, clean (RFC 2595 §4).
     /// `CAPA` must be issued again before anything else.
     pub fn tls_established(&mut self, now: Instant) {
