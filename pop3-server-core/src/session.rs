@@ -2,16 +2,20 @@
 //!
 //! [`Session`] turns the events of [`pop3_proto::server::Server`] into backend calls and
 //! replies, and streams `RETR`/`TOP` from the backend's reader under the machine's
-//! backpressure. Adapters only move bytes and time in and out of it:
+//! backpressure. Adapters only move bytes and time in and out of it.
 //!
-//! ```text
-//! loop {
-//!     if session.process(now).await == Step::StartTls { flush; handshake; session.tls_established() }
-//!     session.poll_transmit(now, &mut out); write out
-//!     if session.is_closed() && everything is written { break }
-//!     wait for: input (if session.wants_input()) | output writable | session.poll_timeout()
-//! }
-//! ```
+//! The driver contract: the client's octets go to [`Session::handle_input`], read only while
+//! [`Session::wants_input`]; its end of stream to [`Session::handle_eof`]; the time to
+//! [`Session::handle_timeout`] once [`Session::poll_timeout`] has passed. After each, the
+//! driver calls [`Session::process`] (which awaits the backends; on [`Step::StartTls`] it
+//! flushes the output, runs the TLS handshake, then calls [`Session::tls_established`]) and
+//! writes out what [`Session::poll_transmit`] gives, taking nothing more from the session until
+//! the connection has accepted it: that is the backpressure, as the session stops producing at
+//! the high-water mark ([`Session::is_streaming`]: more comes as soon as the output drains).
+//! Once [`Session::is_closed`] and the output is written, it closes the connection.
+//! `pop3_driver::server::run_session` is this loop for the shipped adapters;
+//! `pop3-driver/examples/mio_server.rs` in the repository is a complete one written by hand,
+//! over mio.
 //!
 //! The semantics are fixed here, whatever the backend: message numbers are fixed for the
 //! session; a message marked deleted disappears from STAT, LIST, UIDL, RETR and TOP; number 0
@@ -24,8 +28,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pop3_proto::server::{LoginRequest, Request, Server, ServerConfig, ServerEvent};
 pub use pop3_proto::server::SessionRules;
+use pop3_proto::server::{LoginRequest, Request, Server, ServerConfig, ServerEvent};
 use pop3_proto::{
     Capability, Expire, MsgNum, ResponseCode, ScanListing, Secret, Stat, StatusLine, Text,
     Timestamp, UidListing,
