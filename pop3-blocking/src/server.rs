@@ -26,7 +26,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3_driver::server::{self as driver, SessionTask, SessionTls};
+use pop3_driver::server::{self as driver, Accepted, SessionTask, SessionTls};
 use pop3_driver::{Stop, block_on};
 use pop3_server_core::backend::{Authenticator, MailStore};
 use pop3_server_core::session::Backend;
@@ -62,12 +62,12 @@ struct Listener(TcpListener);
 impl driver::Listener for Listener {
     type Io = BlockingIo;
 
-    async fn accept(&mut self) -> io::Result<Option<BlockingIo>> {
+    async fn accept(&mut self) -> io::Result<Option<Accepted<BlockingIo>>> {
         match self.0.accept() {
-            Ok((tcp, _)) => {
+            Ok((tcp, peer)) => {
                 tcp.set_nonblocking(false)?;
                 let _ = tcp.set_nodelay(true);
-                Ok(Some(BlockingIo(tcp)))
+                Ok(Some(Accepted::new(BlockingIo(tcp), Some(peer))))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -79,6 +79,10 @@ impl driver::Listener for Listener {
 
     fn local_port(&self) -> Option<u16> {
         self.0.local_addr().ok().map(|a| a.port())
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.local_addr().ok()
     }
 }
 
@@ -124,12 +128,14 @@ pub fn run_connection<A: Authenticator, S: MailStore>(
     stls: Option<Arc<rustls::ServerConfig>>,
 ) -> io::Result<()> {
     let port = tcp.local_addr().ok().map(|a| a.port());
+    let peer = tcp.peer_addr().ok();
     let tls = SessionTls::plain(stls);
     block_on(driver::run_session(
         BlockingIo(tcp),
         backend,
         tls,
         port,
+        peer,
         &Stop::never(),
     ))
 }

@@ -298,8 +298,10 @@ fn starttls_required_but_not_offered_and_connection_limit() {
         ));
         stop.trigger();
         t.join().unwrap();
-        // The limit: one connection at a time.
+        // The limit: one connection at a time. Logged in, it is never evicted to make room:
+        // the newcomer is refused.
         let mut c1 = f.connect("plain");
+        c1.apop("alice", "pw").unwrap();
         let (addr, opts) = f.options("plain");
         match Pop3Client::connect(&addr, opts) {
             Err(Error::Server(line)) => {

@@ -6,12 +6,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+mod config;
 mod demo;
 mod fetch;
+mod metrics;
+mod observe;
+mod reload;
 mod serve;
 mod sink;
+mod systemd;
 mod url;
 
 #[derive(Parser, Debug)]
@@ -36,14 +41,34 @@ enum Cmd {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum LogFormat {
     Text,
     Json,
 }
 
+/// Least severe log events written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
 #[derive(Args, Debug)]
 struct ServeArgs {
+    /// Settings from this TOML file (see contrib/pop3.toml); flags given here win over it.
+    /// SIGHUP re-reads the users file and the certificates it names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check this configuration file (and the files it names), print the effective
+    /// configuration and exit: 0 when it is good.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Plain-text listener (repeatable); offers STLS when a certificate is configured.
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<String>,
@@ -71,9 +96,24 @@ struct ServeArgs {
     /// Close a client that takes longer than this many seconds to send one command line.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     command_timeout: u64,
-    /// Most connections at once (per listener).
+    /// Most connections at once (per listener). When full, the oldest connection that has
+    /// not logged in is closed to make room; logged-in sessions are never closed for it.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+    /// Close a connection that has not logged in this many seconds after it connected.
+    #[arg(long, value_name = "SECS",
+        default_value_t = pop3_server_core::session::SessionRules::default().login_timeout.as_secs())]
+    login_timeout: u64,
+    /// Most connections from one IP address that have not logged in (per listener); more
+    /// are refused with `-ERR [SYS/TEMP]`.
+    #[arg(long, value_name = "N",
+        default_value_t = pop3_tokio::server::ServerOptions::default().max_unauthenticated_per_ip)]
+    max_unauthenticated_per_ip: usize,
+    /// Most sessions of one user logged in at once (0: no limit); one more login gets
+    /// `-ERR [IN-USE]`.
+    #[arg(long, value_name = "N",
+        default_value_t = pop3_server_core::session::Policy::default().max_sessions_per_user.unwrap_or(0))]
+    max_sessions_per_user: usize,
     /// Most password checks hashed at once, on threads of their own (default: one per CPU):
     /// a storm of logins against costly schemes never stalls sessions already downloading.
     #[arg(long, value_name = "N")]
@@ -81,6 +121,51 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Least severe log events written: `info` has a line per login, failed login and
+    /// session end; `debug` adds connections closed, STLS, messages sent.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Serve Prometheus metrics over plain HTTP on this address (`GET /metrics`); keep it
+    /// on a private address or behind a firewall.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Minimum seconds between two logins of one user (advertised as LOGIN-DELAY, enforced
+    /// with `-ERR [LOGIN-DELAY]`).
+    #[arg(long, value_name = "SECS")]
+    login_delay: Option<u64>,
+    /// What happens to mail left on the server, advertised as EXPIRE [default: never]: `0`,
+    /// mail retrieved in a session is removed at its QUIT; DAYS, another program (a cron
+    /// job) removes mail that old, as `pop3 serve` itself does not.
+    #[arg(long, value_name = "never|DAYS")]
+    expire: Option<config::ExpireArg>,
+    /// How sessions of one user share the maildrop [default: snapshot]: `snapshot`, each
+    /// session works on the maildrop as it was at its login and QUIT removes only what it
+    /// marked (a phone and a laptop can both poll, as with Dovecot's default); `exclusive`,
+    /// one session at a time, the others refused with `-ERR [IN-USE]`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    maildrop_lock: Option<MaildropLockArg>,
+    /// The configuration file's listeners (when the flags give none).
+    #[arg(skip)]
+    listeners: Vec<config::Listener>,
+}
+
+/// `--maildrop-lock`: [`pop3_server_core::backend::MaildropLock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum MaildropLockArg {
+    /// Sessions run side by side, each on its own snapshot.
+    Snapshot,
+    /// One session at a time; the others get `[IN-USE]`.
+    Exclusive,
+}
+
+impl From<MaildropLockArg> for pop3_server_core::backend::MaildropLock {
+    fn from(arg: MaildropLockArg) -> Self {
+        match arg {
+            MaildropLockArg::Snapshot => Self::Snapshot,
+            MaildropLockArg::Exclusive => Self::Exclusive,
+        }
+    }
 }
 
 /// How the fetch protects the connection.
@@ -143,9 +228,20 @@ struct FetchArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Cmd::Serve(args) => serve::run(args),
+        Cmd::Serve(mut args) => {
+            // Which flags were given, so that they win over the configuration file.
+            let given = matches
+                .subcommand_matches("serve")
+                .expect("the serve subcommand's matches");
+            if args.check_config.is_some() {
+                config::check(args, given)
+            } else {
+                config::apply(&mut args, given).and_then(|()| serve::run(args))
+            }
+        }
         Cmd::Fetch(args) => fetch::run(args),
     };
     match result {

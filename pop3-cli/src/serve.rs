@@ -1,5 +1,7 @@
 //! `pop3 serve`: Maildirs over POP3, on plain (with STLS) and implicit-TLS listeners, until
-//! SIGINT or SIGTERM. Sessions that did not QUIT commit nothing.
+//! SIGINT or SIGTERM. Sessions that did not QUIT commit nothing. SIGHUP re-reads the users
+//! file and the certificates (`reload`); systemd is told READY/RELOADING/STOPPING and may
+//! hand the listeners over (`systemd`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,21 +9,33 @@ use std::time::Duration;
 
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::passwd::PasswdFile;
+use pop3_server_core::reload::Reloadable;
 use pop3_server_core::session::{Backend, Policy};
 use pop3_tokio::BlockingPool;
 use pop3_tokio::server::{ServerOptions, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{LogFormat, ServeArgs, demo};
+use crate::config::{self, TlsMode};
+use crate::reload::{Certs, Reloader};
+use crate::{LogFormat, LogLevel, ServeArgs, demo, metrics, observe, systemd};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: LogLevel) {
     use std::io::IsTerminal;
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(level)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -53,12 +67,16 @@ fn raise_open_files_limit(max_connections: usize) {
 }
 
 pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_level);
     raise_open_files_limit(args.max_connections);
+    // Before any thread starts: this clears LISTEN_FDS and LISTEN_PID.
+    let inherited = systemd::inherited_listeners()?;
     let is_demo = args.listen.is_empty()
         && args.tls_listen.is_empty()
         && args.maildir_root.is_none()
-        && args.users.is_none();
+        && args.users.is_none()
+        && args.config.is_none()
+        && inherited.is_empty();
     if is_demo {
         let d = demo::setup(Path::new("pop3-demo"))?;
         // Undocumented: tests (and busy machines) move the demo's ports.
@@ -81,7 +99,8 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         .clone()
         .ok_or("--maildir-root DIR is required")?;
     let users_path = args.users.clone().ok_or("--users FILE is required")?;
-    if args.listen.is_empty() && args.tls_listen.is_empty() {
+    let specs = config::listeners(&args)?;
+    if specs.is_empty() && inherited.is_empty() {
         return Err("nothing to listen on: give --listen ADDR and/or --tls-listen ADDR".into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -90,45 +109,94 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     let auth_threads = args.auth_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let offload = BlockingPool::new(runtime.handle().clone(), auth_threads);
-    let users = PasswdFile::load(&users_path)?.with_offload(Arc::new(offload));
-    let tls = match (&args.cert, &args.key) {
-        (Some(c), Some(k)) => {
-            let cert = std::fs::read(c).map_err(|e| format!("cannot read {}: {e}", c.display()))?;
-            let key = std::fs::read(k).map_err(|e| format!("cannot read {}: {e}", k.display()))?;
-            Some(pop3_tls::server_config(&cert, &key)?)
-        }
-        _ => None,
+    let offload: Arc<dyn pop3_server_core::offload::Offload> =
+        Arc::new(BlockingPool::new(runtime.handle().clone(), auth_threads));
+    let users = Reloadable::new(PasswdFile::load(&users_path)?.with_offload(offload.clone()));
+    let specs = if inherited.is_empty() {
+        specs.into_iter().map(|s| (s, None)).collect()
+    } else {
+        let default_cert = args.cert.clone().zip(args.key.clone());
+        systemd::describe(inherited, &specs, default_cert)
     };
-    if !args.tls_listen.is_empty() && tls.is_none() {
-        return Err("--tls-listen needs --cert and --key".into());
-    }
+    // Each certificate read once, however many listeners use it; SIGHUP re-reads them.
+    let mut certs = Certs::default();
+    let tls_of = specs
+        .iter()
+        .map(|(spec, _)| certs.for_listener(spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut policy = Policy::default();
     policy.rules.plaintext_auth = args.allow_plaintext_auth;
     policy.rules.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     policy.rules.command_timeout = Duration::from_secs(args.command_timeout.max(1));
+    policy.rules.login_timeout = Duration::from_secs(args.login_timeout.max(1));
+    policy.max_sessions_per_user = Some(args.max_sessions_per_user).filter(|&n| n > 0);
     policy.implementation = Some(format!("pop3-rs {}", env!("CARGO_PKG_VERSION")));
-    let backend = Backend::new(users, MaildirStore::new(&root), policy);
+    policy.login_delay = args.login_delay.filter(|&secs| secs > 0);
+    if let Some(expire) = args.expire {
+        policy.expire = expire.into();
+    }
+    policy.maildrop_lock = args.maildrop_lock.map(Into::into).unwrap_or_default();
+    // The server's events: logged, and counted when metrics are served.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let observer = match &args.metrics_listen {
+        Some(_) => observe::Telemetry::with_metrics(&mut registry),
+        None => observe::Telemetry::logs(),
+    };
+    let registry = Arc::new(registry);
+    let backend =
+        Backend::with_observer(users, MaildirStore::new(&root), policy, Arc::new(observer));
     let mut options = ServerOptions::default();
     options.max_connections = args.max_connections;
-    options.tls = tls.clone();
+    options.max_unauthenticated_per_ip = args.max_unauthenticated_per_ip;
+    let reloader = Arc::new(Reloader {
+        users_path,
+        offload,
+        backend: backend.clone(),
+        certs,
+    });
     runtime.block_on(async move {
         let mut signals = Signals::new();
+        let mut hangup = Hangup::new();
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(addr) = &args.metrics_listen {
+            let listener = TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(%local, "metrics at http://{local}/metrics");
+            tokio::spawn(metrics::serve(listener, registry.clone(), stop_rx.clone()));
+        }
         let mut servers = Vec::new();
         let mut bound = Vec::new();
-        for (addr, implicit) in args
-            .listen
-            .iter()
-            .map(|a| (a, None))
-            .chain(args.tls_listen.iter().map(|a| (a, tls.clone())))
-        {
-            let listener = listen(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        for ((spec, inherited), tls) in specs.into_iter().zip(tls_of) {
+            let socket_activated = inherited.is_some();
+            let listener = match inherited {
+                Some(l) => l
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|e| format!("socket activation ({}): {e}", spec.name))?,
+                None => listen(&spec.address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", spec.address))?,
+            };
             let local = listener.local_addr()?;
-            tracing::info!(%local, tls = implicit.is_some(), "listening");
-            bound.push((local, implicit.is_some()));
+            let (implicit, mut options) = (spec.tls == TlsMode::Implicit, options.clone());
+            tracing::info!(
+                %local,
+                name = %spec.name,
+                tls = implicit,
+                stls = spec.tls == TlsMode::Starttls,
+                socket_activated,
+                "listening"
+            );
+            bound.push((local, implicit));
+            // TLS from the first byte, or offered through STLS on a plain listener.
+            let implicit = if implicit {
+                tls
+            } else {
+                options.tls = tls;
+                None
+            };
             let mut stop = stop_rx.clone();
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -144,7 +212,24 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         if is_demo {
             print_demo(&bound);
         }
-        signals.next().await;
+        systemd::ready(&format!("serving on {} listeners", bound.len()));
+        loop {
+            tokio::select! {
+                () = signals.next() => break,
+                () = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the users file and the certificates");
+                    systemd::reloading();
+                    let r = reloader.clone();
+                    let ok = tokio::task::spawn_blocking(move || r.reload()).await.unwrap_or(false);
+                    systemd::ready(if ok {
+                        "reloaded"
+                    } else {
+                        "reload failed in part: see the log; the previous files stay in force"
+                    });
+                }
+            }
+        }
+        systemd::stopping();
         tracing::info!(
             "shutting down: no new connections; sessions that do not QUIT commit nothing (a second signal stops at once)"
         );
@@ -198,6 +283,38 @@ impl Signals {
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP, the reload signal (systemd's `ExecReload`, or `kill -HUP`), listened to from before
+/// the first listener is bound, like [`Signals`].
+struct Hangup {
+    #[cfg(unix)]
+    handler: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Hangup {
+                handler: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    /// The next SIGHUP (never, where there is none).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(h) = &mut self.handler
+            && h.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
     }
 }
 

@@ -22,6 +22,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -32,18 +33,24 @@ use pop3_server_core::session::Backend;
 
 use crate::{LocalRuntime, Runtime};
 
-pub use pop3_driver::server::ServerOptions;
+pub use pop3_driver::server::{Accepted, ServerOptions};
 
 /// A source of accepted connections: what a runtime's TCP listener provides.
 pub trait Listener: 'static {
     /// An accepted connection (set `TCP_NODELAY` on it).
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
 
-    /// Waits for the next connection.
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>>;
+    /// Waits for the next connection, and gives it with the client's address
+    /// ([`Accepted::new`]; `None` when the stream has none).
+    fn accept(&self) -> impl Future<Output = io::Result<Accepted<Self::Stream>>>;
 
     /// The local port, for OAUTHBEARER checks.
     fn local_port(&self) -> Option<u16> {
+        None
+    }
+
+    /// The address it listens on, for the observer's events.
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
         None
     }
 }
@@ -52,14 +59,20 @@ pub trait Listener: 'static {
 impl Listener for smol::net::TcpListener {
     type Stream = smol::net::TcpStream;
 
-    async fn accept(&self) -> io::Result<smol::net::TcpStream> {
-        let (s, _) = smol::net::TcpListener::accept(self).await?;
+    async fn accept(&self) -> io::Result<Accepted<smol::net::TcpStream>> {
+        let (s, peer) = smol::net::TcpListener::accept(self).await?;
         let _ = s.set_nodelay(true);
-        Ok(s)
+        Ok(Accepted::new(s, Some(peer)))
     }
 
     fn local_port(&self) -> Option<u16> {
-        self.local_addr().ok().map(|a| a.port())
+        smol::net::TcpListener::local_addr(self)
+            .ok()
+            .map(|a| a.port())
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        smol::net::TcpListener::local_addr(self).ok()
     }
 }
 
@@ -68,13 +81,20 @@ struct Accepting<L, R>(L, R);
 impl<L: Listener, R: Timer + Clone> driver::Listener for Accepting<L, R> {
     type Io = AsyncIo<L::Stream, R>;
 
-    async fn accept(&mut self) -> io::Result<Option<Self::Io>> {
-        let stream = self.0.accept().await?;
-        Ok(Some(AsyncIo::new(stream, self.1.clone())))
+    async fn accept(&mut self) -> io::Result<Option<Accepted<Self::Io>>> {
+        let a = self.0.accept().await?;
+        Ok(Some(Accepted::new(
+            AsyncIo::new(a.io, self.1.clone()),
+            a.peer,
+        )))
     }
 
     fn local_port(&self) -> Option<u16> {
         self.0.local_port()
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.local_addr()
     }
 }
 
@@ -173,12 +193,14 @@ where
 }
 
 /// Runs one session over an accepted, plain connection (with `STLS` when `stls` is set) until
-/// it ends, with the timer of `runtime`. See [`pop3_driver::server::run_session`].
+/// it ends, with the timer of `runtime`; `local_port` and `peer` (the client's address) are
+/// what the session knows of the connection. See [`pop3_driver::server::run_session`].
 pub async fn run_connection<St, A, S, R>(
     stream: St,
     backend: Arc<Backend<A, S>>,
     stls: Option<Arc<rustls::ServerConfig>>,
     local_port: Option<u16>,
+    peer: Option<SocketAddr>,
     runtime: R,
 ) -> io::Result<()>
 where
@@ -193,6 +215,7 @@ where
         backend,
         SessionTls::plain(stls),
         local_port,
+        peer,
         &Stop::never(),
     )
     .await

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
 use pop3_futures::client::{Chunk, ClientOptions, Error, Pop3Client, TlsMode};
-use pop3_futures::server::{Listener, ServerOptions, serve};
+use pop3_futures::server::{Accepted, Listener, ServerOptions, serve};
 use pop3_futures::{BoxFuture, Runtime, Smol, Timer};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{MsgNum, Secret};
@@ -43,8 +43,9 @@ struct AsyncStdListener(async_std::net::TcpListener);
 impl Listener for AsyncStdListener {
     type Stream = async_std::net::TcpStream;
 
-    async fn accept(&self) -> std::io::Result<async_std::net::TcpStream> {
-        Ok(self.0.accept().await?.0)
+    async fn accept(&self) -> std::io::Result<Accepted<async_std::net::TcpStream>> {
+        let (s, peer) = self.0.accept().await?;
+        Ok(Accepted::new(s, Some(peer)))
     }
 }
 

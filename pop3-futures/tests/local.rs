@@ -22,7 +22,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, join, select};
 use futures_util::task::LocalSpawnExt;
 use pop3_futures::client::{ClientOptions, Error, Pop3Client, TlsMode};
-use pop3_futures::server::{Listener, ServerOptions, serve_local};
+use pop3_futures::server::{Accepted, Listener, ServerOptions, serve_local};
 use pop3_futures::{LocalBoxFuture, LocalRuntime, Timer};
 use pop3_proto::MsgNum;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
@@ -133,10 +133,10 @@ struct LocalListener {
 impl Listener for LocalListener {
     type Stream = LocalStream;
 
-    async fn accept(&self) -> io::Result<LocalStream> {
-        let (tcp, _) = self.tcp.accept().await?;
+    async fn accept(&self) -> io::Result<Accepted<LocalStream>> {
+        let (tcp, peer) = self.tcp.accept().await?;
         self.accepted.set(self.accepted.get() + 1);
-        Ok(LocalStream::new(tcp))
+        Ok(Accepted::new(LocalStream::new(tcp), Some(peer)))
     }
 
     fn local_port(&self) -> Option<u16> {

@@ -21,6 +21,7 @@ use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{Capability, MsgNum};
 use pop3_server_core::backend::{Authenticator, MailStore};
 use pop3_server_core::session::Backend;
+use pop3_tokio::server::ServerOptions;
 
 /// How long one client session, one child program or one server start may take.
 pub const LIMIT: Duration = Duration::from_secs(120);
@@ -428,10 +429,12 @@ pub struct AsyncStdListener(pub async_std::net::TcpListener);
 impl pop3_futures::server::Listener for AsyncStdListener {
     type Stream = async_std::net::TcpStream;
 
-    async fn accept(&self) -> std::io::Result<async_std::net::TcpStream> {
-        let (s, _) = self.0.accept().await?;
+    async fn accept(
+        &self,
+    ) -> std::io::Result<pop3_futures::server::Accepted<async_std::net::TcpStream>> {
+        let (s, peer) = self.0.accept().await?;
         let _ = s.set_nodelay(true);
-        Ok(s)
+        Ok(pop3_futures::server::Accepted::new(s, Some(peer)))
     }
 
     fn local_port(&self) -> Option<u16> {
@@ -509,6 +512,17 @@ pub fn start_server<A: Authenticator, S: MailStore>(
     backend: Arc<Backend<A, S>>,
     tls: &Tls,
 ) -> RunningServer {
+    start_server_with(kind, backend, tls, ServerOptions::default())
+}
+
+/// [`start_server`] with these accept-loop options (the limits before login, ...); its TLS
+/// configuration and shutdown grace are set here (100 ms).
+pub fn start_server_with<A: Authenticator, S: MailStore>(
+    kind: ServerKind,
+    backend: Arc<Backend<A, S>>,
+    tls: &Tls,
+    options: ServerOptions,
+) -> RunningServer {
     let plain_l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let tls_l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let (plain, tlsa) = (
@@ -527,7 +541,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
                     .build()
                     .expect("runtime");
                 rt.block_on(async move {
-                    let mut o = pop3_tokio::server::ServerOptions::default();
+                    let mut o = options;
                     o.tls = Some(cfg.clone());
                     o.shutdown_grace = grace;
                     plain_l.set_nonblocking(true).expect("nonblocking");
@@ -559,7 +573,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
         }
         ServerKind::Blocking => {
             let shutdown = pop3_blocking::server::Shutdown::new();
-            let mut o = pop3_blocking::server::ServerOptions::default();
+            let mut o = options;
             o.tls = Some(cfg.clone());
             o.shutdown_grace = grace;
             let threads: Vec<_> = [(plain_l, None), (tls_l, Some(cfg))]
@@ -582,7 +596,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
             let (tx, rx) = futures_channel::oneshot::channel::<()>();
             let t = std::thread::spawn(move || {
                 smol::block_on(async move {
-                    let mut o = pop3_futures::server::ServerOptions::default();
+                    let mut o = options;
                     o.tls = Some(cfg.clone());
                     o.shutdown_grace = grace;
                     let p = smol::net::TcpListener::try_from(plain_l).expect("listener");
@@ -622,7 +636,7 @@ pub fn start_server<A: Authenticator, S: MailStore>(
             let (tx, rx) = futures_channel::oneshot::channel::<()>();
             let t = std::thread::spawn(move || {
                 async_std::task::block_on(async move {
-                    let mut o = pop3_futures::server::ServerOptions::default();
+                    let mut o = options;
                     o.tls = Some(cfg.clone());
                     o.shutdown_grace = grace;
                     let p = AsyncStdListener(plain_l.into());

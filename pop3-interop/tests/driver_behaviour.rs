@@ -895,11 +895,14 @@ fn run_connection(
         Adapter::Blocking => pop3_blocking::server::run_connection(tcp, backend, None),
         Adapter::Smol => smol::block_on(async move {
             let tcp = smol::net::TcpStream::try_from(tcp)?;
-            pop3_futures::server::run_connection(tcp, backend, None, None, pop3_futures::Smol).await
+            let peer = tcp.peer_addr().ok();
+            pop3_futures::server::run_connection(tcp, backend, None, None, peer, pop3_futures::Smol)
+                .await
         }),
         Adapter::AsyncStd => async_std::task::block_on(async move {
             let tcp = async_std::net::TcpStream::from(tcp);
-            pop3_futures::server::run_connection(tcp, backend, None, None, AsyncStd).await
+            let peer = tcp.peer_addr().ok();
+            pop3_futures::server::run_connection(tcp, backend, None, None, peer, AsyncStd).await
         }),
     }
 }

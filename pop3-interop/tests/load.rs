@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pop3_interop::{ServerKind, Tls, bounded, start_server};
+use pop3_interop::{ServerKind, Tls, bounded, start_server_with};
 use pop3_proto::MsgNum;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
 use pop3_server_core::session::{Backend, Policy};
@@ -114,10 +114,15 @@ fn a_thousand_concurrent_sessions_download_for_a_minute_without_loss() {
     }
     let mut policy = Policy::default();
     policy.rules.plaintext_auth = true;
-    let server = start_server(
+    // The thousand clients all come from 127.0.0.1, and connect at once: no per-address
+    // limit on connections that have not logged in yet.
+    let mut options = pop3_tokio::server::ServerOptions::default();
+    options.max_unauthenticated_per_ip = SESSIONS;
+    let server = start_server_with(
         ServerKind::Tokio,
         Backend::new(auth, store, policy),
         &Tls::new(),
+        options,
     );
     let addr = server.plain.to_string();
     let totals = Arc::new(Totals::default());

@@ -101,9 +101,11 @@ pub struct ServerConfig {
     pub sasl_mechanisms: Vec<Mechanism>,
     /// `PIPELINING` is advertised.
     pub pipelining: bool,
-    /// `LOGIN-DELAY`, advertised before login (the largest value, RFC 2449 §6.5).
+    /// `LOGIN-DELAY`, advertised before login (the largest value, RFC 2449 §6.5), and in
+    /// TRANSACTION without `USER` unless [`Server::set_user_policy`] gave the user's own.
     pub login_delay: Option<Capability>,
-    /// `EXPIRE`, advertised before login (the smallest value, RFC 2449 §6.7).
+    /// `EXPIRE`, advertised before login (the smallest value, RFC 2449 §6.7), and in
+    /// TRANSACTION without `USER` unless [`Server::set_user_policy`] gave the user's own.
     pub expire: Option<Capability>,
     /// `IMPLEMENTATION` text, advertised in TRANSACTION only.
     pub implementation: Option<Text>,
@@ -161,6 +163,12 @@ pub struct SessionRules {
     /// Plaintext passwords (USER/PASS, PLAIN, LOGIN, and bearer tokens) are accepted without
     /// TLS. Off by default (RFC 2595 §2.3, RFC 5034 §4).
     pub plaintext_auth: bool,
+    /// A session that has not logged in this long after it began (60 s by default) is closed
+    /// ([`CloseReason::LoginTimeout`]), without a reply, whatever it is doing: a client that
+    /// connects and sends nothing, or keeps failing slowly, or trickles a SASL exchange, holds
+    /// its connection no longer than this, which the autologout timer alone would allow for
+    /// ten minutes (RFC 1939 §3 sets that one for logged-in sessions). It stops at login.
+    pub login_timeout: Duration,
 }
 
 impl Default for SessionRules {
@@ -173,6 +181,7 @@ impl Default for SessionRules {
             max_auth_failures: 3,
             high_water: 64 * 1024,
             plaintext_auth: false,
+            login_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -269,6 +278,8 @@ pub enum CloseReason {
     TooManyErrors,
     /// Too many failed authentications.
     TooManyAuthFailures,
+    /// No login within [`SessionRules::login_timeout`].
+    LoginTimeout,
     /// [`Server::close`] was called (e.g. shutdown).
     Shutdown,
 }
@@ -330,13 +341,17 @@ pub enum Rejection {
 pub enum Refusal {
     /// The server runs as many connections as it is configured for.
     TooManyConnections,
+    /// The client's address has as many connections that have not logged in as the server
+    /// allows one address (`-ERR [SYS/TEMP] Too many connections from your address`).
+    TooManyFromAddress,
 }
 
 impl Refusal {
-    /// The reply line (`-ERR [SYS/TEMP] Too many connections`).
+    /// The reply line (`-ERR [SYS/TEMP] Too many connections`, ...).
     pub fn status_line(self) -> StatusLine {
         let text = match self {
             Refusal::TooManyConnections => "Too many connections",
+            Refusal::TooManyFromAddress => "Too many connections from your address",
         };
         StatusLine::new_unchecked(
             Status::Err,
@@ -402,6 +417,9 @@ pub struct Server {
     consecutive_errors: u32,
     auth_failures: u32,
     idle_deadline: Instant,
+    /// When the session is closed unless it has logged in ([`SessionRules::login_timeout`]);
+    /// `None` once logged in.
+    login_deadline: Option<Instant>,
     /// Since when the server has been waiting for the rest of a begun line.
     partial_since: Option<Instant>,
     /// A failed login's reply, held back until the instant.
@@ -415,6 +433,8 @@ pub struct Server {
     now: Instant,
     /// SASL exchanges started, to make each one's nonce unique.
     sasl_attempts: u32,
+    /// The mechanism of the SASL exchange that failed last (for logging).
+    failed_sasl: Option<Mechanism>,
 }
 
 impl Server {
@@ -434,6 +454,7 @@ impl Server {
             consecutive_errors: 0,
             auth_failures: 0,
             idle_deadline: now + config.rules.idle_timeout,
+            login_deadline: now.checked_add(config.rules.login_timeout),
             partial_since: None,
             delayed: None,
             close_after_delay: false,
@@ -442,6 +463,7 @@ impl Server {
             eof: false,
             now,
             sasl_attempts: 0,
+            failed_sasl: None,
             config,
         };
         let greeting = Greeting::ok_with_timestamp(
@@ -453,6 +475,19 @@ impl Server {
         });
         greeting.encode(&mut s.out);
         s
+    }
+
+    /// How many SASL exchanges (`AUTH mechanism`) the session has started: tells which
+    /// exchange a [`ServerEvent::SaslCheck`] or a [`Rejection::SaslFailed`] belongs to (for
+    /// logging).
+    pub fn sasl_exchanges(&self) -> u32 {
+        self.sasl_attempts
+    }
+
+    /// The mechanism of the SASL exchange that failed last: the one the latest
+    /// [`Rejection::SaslFailed`] is about (for logging; the exchange itself is gone).
+    pub fn failed_sasl_mechanism(&self) -> Option<&Mechanism> {
+        self.failed_sasl.as_ref()
     }
 
     /// The session state.
@@ -545,13 +580,17 @@ impl Server {
             caps.push(Capability::Stls);
         }
         let (delay, expire) = if transaction {
+            // In TRANSACTION, the value for this user, without `USER` (RFC 2449 §6.5, §6.7):
+            // the one set by `set_user_policy`, else the server-wide one.
             (
                 self.user_login_delay
                     .clone()
-                    .or_else(|| self.config.login_delay.clone()),
+                    .or_else(|| self.config.login_delay.clone())
+                    .map(for_this_user),
                 self.user_expire
                     .clone()
-                    .or_else(|| self.config.expire.clone()),
+                    .or_else(|| self.config.expire.clone())
+                    .map(for_this_user),
             )
         } else {
             (self.config.login_delay.clone(), self.config.expire.clone())
@@ -610,13 +649,14 @@ impl Server {
         }
     }
 
-    /// The next deadline: autologout, or the release of a delayed `-ERR`.
+    /// The next deadline: autologout, the login timeout, or the release of a delayed `-ERR`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == ServerState::Closed {
             return None;
         }
         let delayed = self.delayed.as_ref().map(|(t, _)| *t);
         let deadline = delayed.map_or(self.idle_deadline, |d| d.min(self.idle_deadline));
+        let deadline = self.login_deadline.map_or(deadline, |d| d.min(deadline));
         Some(self.line_deadline().map_or(deadline, |d| d.min(deadline)))
     }
 
@@ -645,6 +685,10 @@ impl Server {
             return;
         }
         self.now = now;
+        if self.login_deadline.is_some_and(|d| now >= d) {
+            self.close_with(CloseReason::LoginTimeout);
+            return;
+        }
         if let Some((_, reply)) = self.delayed.take_if(|(t, _)| now >= *t) {
             self.out.extend_from_slice(&reply);
             if self.close_after_delay {
@@ -942,7 +986,7 @@ impl Server {
     }
 
     fn sasl_fail(&mut self) {
-        self.sasl = None;
+        self.failed_sasl = self.sasl.take().map(|(m, _)| m);
         self.awaiting = Awaiting::Nothing;
         self.framer.set_limit(self.config.limits.command);
         self.events.push_back(ServerEvent::Rejected {
@@ -998,6 +1042,7 @@ impl Server {
         }
         self.awaiting = Awaiting::Nothing;
         self.state = ServerState::Transaction;
+        self.login_deadline = None;
         self.ok("Logged in.");
         Ok(())
     }
@@ -1179,5 +1224,22 @@ impl Server {
             }
             _ => Err(ServerError::MultilineState),
         }
+    }
+}
+
+/// A `LOGIN-DELAY` or `EXPIRE` capability as advertised in TRANSACTION: the value for the
+/// logged-in user, so without the `USER` tag that only the AUTHORIZATION form may carry
+/// (RFC 2449 §6.5, §6.7).
+fn for_this_user(cap: Capability) -> Capability {
+    match cap {
+        Capability::LoginDelay { secs, .. } => Capability::LoginDelay {
+            secs,
+            per_user: false,
+        },
+        Capability::Expire { policy, .. } => Capability::Expire {
+            policy,
+            per_user: false,
+        },
+        other => other,
     }
 }

@@ -807,17 +807,68 @@ fn autologout_closes_without_update() {
         Some(ServerEvent::Closed(CloseReason::Timeout))
     );
     assert_eq!(app.committed, None, "no UPDATE on autologout");
-    // Activity resets the timer.
-    let mut server = Server::new(config(), t0);
+    // Activity resets the timer (here before login, with the login timeout out of the way).
+    let mut server = Server::new(without_login_timeout(), t0);
     server.handle_input(b"CAPA\r\n", t0 + Duration::from_secs(500));
     assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(1100)));
+}
+
+/// [`config`] with a login timeout that never fires: for the tests of the other timers, which
+/// run before login.
+fn without_login_timeout() -> ServerConfig {
+    let mut c = config();
+    c.rules.login_timeout = Duration::from_secs(100_000);
+    c
+}
+
+#[test]
+fn no_login_within_the_login_timeout_closes_the_session() {
+    let t0 = Instant::now();
+    let sec = |n: u64| t0 + Duration::from_secs(n);
+    let mut app = App::new(mailbox());
+    // Silent: closed at 60 s, without a reply, well before the autologout.
+    let mut server = Server::new(config(), t0);
+    let mut out = Vec::new();
+    server.poll_transmit(t0, &mut out);
+    assert_eq!(server.poll_timeout(), Some(sec(60)));
+    server.handle_timeout(sec(59));
+    assert!(!server.is_closed());
+    server.handle_timeout(sec(60));
+    assert!(server.is_closed());
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::Closed(CloseReason::LoginTimeout))
+    );
+    out.clear();
+    server.poll_transmit(sec(60), &mut out);
+    assert!(out.is_empty(), "no reply: {out:?}");
+    // Busy is no better: commands keep the autologout away, not the login timeout.
+    let mut server = Server::new(config(), t0);
+    for i in 0..60 {
+        server.handle_input(b"CAPA\r\n", sec(i));
+        app.serve(&mut server, sec(i));
+        server.poll_transmit(sec(i), &mut out);
+        server.handle_timeout(sec(i));
+        assert!(!server.is_closed(), "closed after {i} s");
+    }
+    assert_eq!(server.poll_timeout(), Some(sec(60)));
+    server.handle_timeout(sec(60));
+    assert!(server.is_closed());
+    // Logged in, the login timeout is gone: only the autologout remains.
+    let mut server = Server::new(config(), t0);
+    server.handle_input(b"USER alice\r\nPASS open sesame\r\n", sec(30));
+    app.serve(&mut server, sec(30));
+    assert_eq!(server.state(), ServerState::Transaction);
+    server.handle_timeout(sec(61));
+    assert!(!server.is_closed());
+    assert_eq!(server.poll_timeout(), Some(sec(30 + 600)));
 }
 
 #[test]
 fn a_line_trickled_a_byte_at_a_time_is_cut_off() {
     let t0 = Instant::now();
     let sec = |n: u64| t0 + Duration::from_secs(n);
-    let mut server = Server::new(config(), t0);
+    let mut server = Server::new(without_login_timeout(), t0);
     let mut app = App::new(mailbox());
     // A short command sent a byte a second is a slow client, not an attack: served.
     for (i, b) in b"CAPA\r\n".iter().enumerate() {
@@ -1215,6 +1266,67 @@ fn plaintext_mechanisms_are_not_offered_without_tls() {
         text.ends_with("-ERR [AUTH] Unsupported authentication mechanism\r\n"),
         "{text}"
     );
+}
+
+/// RFC 2449 §6.5, §6.7, §6.9: before login, `LOGIN-DELAY` and `EXPIRE` may carry `USER` (the
+/// value varies per user) and `IMPLEMENTATION` is not sent; in TRANSACTION, the user's own
+/// values without `USER`, and `IMPLEMENTATION`.
+#[test]
+fn capa_in_transaction_has_the_users_values_and_implementation() {
+    let now = Instant::now();
+    let capa_after = |login: &[u8], user_policy: bool| {
+        let mut c = ServerConfig::default();
+        c.rules.plaintext_auth = true;
+        c.login_delay = Some(Capability::LoginDelay {
+            secs: 900,
+            per_user: true,
+        });
+        c.expire = Some(Capability::Expire {
+            policy: Expire::Days(0),
+            per_user: true,
+        });
+        c.implementation = Some(Text::new(&b"pop3-test 1"[..]).unwrap());
+        let mut server = Server::new(c, now);
+        server.handle_input(login, now);
+        while let Some(ev) = server.poll_event() {
+            if let ServerEvent::Login(_) = ev {
+                server.accept_login().unwrap();
+                if user_policy {
+                    server.set_user_policy(
+                        Some(Capability::LoginDelay {
+                            secs: 60,
+                            per_user: false,
+                        }),
+                        Some(Capability::Expire {
+                            policy: Expire::Never,
+                            per_user: false,
+                        }),
+                    );
+                }
+            }
+        }
+        let mut out = Vec::new();
+        server.poll_transmit(now, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    let before = capa_after(b"CAPA\r\n", false);
+    assert!(before.contains("\r\nLOGIN-DELAY 900 USER\r\n"), "{before}");
+    assert!(before.contains("\r\nEXPIRE 0 USER\r\n"), "{before}");
+    assert!(!before.contains("IMPLEMENTATION"), "{before}");
+
+    let after = capa_after(b"USER a\r\nPASS b\r\nCAPA\r\n", false);
+    assert!(after.contains("\r\nLOGIN-DELAY 900\r\n"), "{after}");
+    assert!(after.contains("\r\nEXPIRE 0\r\n"), "{after}");
+    assert!(
+        after.contains("\r\nIMPLEMENTATION pop3-test 1\r\n"),
+        "{after}"
+    );
+    assert!(!after.contains(" USER\r\n"), "{after}");
+
+    let own = capa_after(b"USER a\r\nPASS b\r\nCAPA\r\n", true);
+    assert!(own.contains("\r\nLOGIN-DELAY 60\r\n"), "{own}");
+    assert!(own.contains("\r\nEXPIRE NEVER\r\n"), "{own}");
+    assert!(own.contains("\r\nIMPLEMENTATION pop3-test 1\r\n"), "{own}");
 }
 
 #[test]

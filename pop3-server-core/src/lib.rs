@@ -8,8 +8,11 @@
 //!   [`backend::MailStore`]).
 //! - [`session`]: one connection's session, which adapters drive.
 //! - [`maildir`], [`passwd`], [`memory`]: the shipped backends.
+//! - [`observe`]: the events of a server (logins, logouts, connections) for logs and
+//!   metrics, reported to an [`observe::Observer`].
 //! - [`offload`]: runs CPU-heavy work (password hashing) off the async runtime's threads,
 //!   without depending on a runtime.
+//! - [`reload`]: an authenticator replaced while the server runs (users re-read on `SIGHUP`).
 //!
 //! ```
 //! use std::time::Instant;
@@ -40,8 +43,10 @@ pub mod backend;
 mod executor;
 pub mod maildir;
 pub mod memory;
+pub mod observe;
 pub mod offload;
 pub mod passwd;
+pub mod reload;
 pub mod session;
 
 pub use executor::block_on;

@@ -16,7 +16,10 @@ use crate::backend::*;
 #[derive(Debug, Default)]
 struct Mailbox {
     messages: Vec<(Uid, Arc<Vec<u8>>)>,
-    locked: bool,
+    /// A session holds it with [`MaildropLock::Exclusive`].
+    exclusive: bool,
+    /// How many sessions hold it with [`MaildropLock::Snapshot`].
+    snapshots: usize,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +30,11 @@ struct StoreInner {
 }
 
 /// Maildrops held in memory. Cloning shares the same store.
+///
+/// Both [`MaildropLock`] modes: an exclusive session keeps every other session out (and is
+/// refused while any is in); snapshot sessions run side by side, each on the messages as they
+/// were at its login (which it can still read after another session removed them), and a
+/// commit skips what another session already removed.
 ///
 /// ```
 /// use pop3_server_core::memory::MemoryStore;
@@ -90,9 +98,17 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
-    /// Whether `user`'s maildrop is locked by a session.
+    /// Whether `user`'s maildrop is open in a session, in either [`MaildropLock`] mode.
     pub fn is_locked(&self, user: &str) -> bool {
-        self.lock().boxes.get(user).is_some_and(|b| b.locked)
+        self.open_sessions(user) > 0
+    }
+
+    /// How many sessions have `user`'s maildrop open, in either [`MaildropLock`] mode.
+    pub fn open_sessions(&self, user: &str) -> usize {
+        self.lock()
+            .boxes
+            .get(user)
+            .map_or(0, |b| usize::from(b.exclusive) + b.snapshots)
     }
 
     /// Makes the next commit fail after removing `n` of its messages.
@@ -106,6 +122,7 @@ impl MemoryStore {
 pub struct MemoryMaildrop {
     store: MemoryStore,
     user: String,
+    lock: MaildropLock,
     snapshot: Vec<(Uid, Arc<Vec<u8>>)>,
     infos: Vec<MessageInfo>,
 }
@@ -113,7 +130,10 @@ pub struct MemoryMaildrop {
 impl Drop for MemoryMaildrop {
     fn drop(&mut self) {
         if let Some(b) = self.store.lock().boxes.get_mut(&self.user) {
-            b.locked = false;
+            match self.lock {
+                MaildropLock::Exclusive => b.exclusive = false,
+                MaildropLock::Snapshot => b.snapshots = b.snapshots.saturating_sub(1),
+            }
         }
     }
 }
@@ -121,14 +141,18 @@ impl Drop for MemoryMaildrop {
 impl MailStore for MemoryStore {
     type Maildrop = MemoryMaildrop;
 
-    async fn open(&self, user: &str) -> Result<MemoryMaildrop, StoreError> {
+    async fn open(&self, user: &str, lock: MaildropLock) -> Result<MemoryMaildrop, StoreError> {
         let snapshot = {
             let mut inner = self.lock();
             let b = inner.boxes.get_mut(user).ok_or(StoreError::NotFound)?;
-            if b.locked {
-                return Err(StoreError::InUse);
+            match lock {
+                MaildropLock::Exclusive if b.exclusive || b.snapshots > 0 => {
+                    return Err(StoreError::InUse);
+                }
+                MaildropLock::Exclusive => b.exclusive = true,
+                MaildropLock::Snapshot if b.exclusive => return Err(StoreError::InUse),
+                MaildropLock::Snapshot => b.snapshots += 1,
             }
-            b.locked = true;
             b.messages.clone()
         };
         let infos = snapshot
@@ -141,6 +165,7 @@ impl MailStore for MemoryStore {
         Ok(MemoryMaildrop {
             store: self.clone(),
             user: user.to_string(),
+            lock,
             snapshot,
             infos,
         })
@@ -224,6 +249,7 @@ impl Maildrop for MemoryMaildrop {
                 }
                 *left -= 1;
             }
+            // Already gone (another session removed it): nothing to do, and no failure.
             b.messages.retain(|(u, _)| *u != uid);
         }
         Ok(())

@@ -7,7 +7,9 @@ use pop3_server_core::backend::{Authenticator, MailStore, StoreError};
 use pop3_server_core::block_on;
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
-use pop3_server_core::session::{Backend, Connection, Policy, Session, Step};
+use pop3_server_core::session::{
+    Backend, Connection, MaildropLock, Policy, Retention, Session, Step,
+};
 
 const M1: &[u8] = b"Subject: one\r\nFrom: a@example.com\r\n\r\nline 1\r\n.dot line\r\nline 3\r\n";
 const M2: &[u8] = b"Subject: two\r\n\r\nbody two\r\n";
@@ -244,7 +246,9 @@ fn failed_commit_answers_sys_temp_and_loses_nothing() {
 #[test]
 fn second_session_gets_in_use_and_lock_is_released() {
     let (store, auth) = memory();
-    let backend = Backend::new(auth, store.clone(), policy());
+    let mut p = policy();
+    p.maildrop_lock = MaildropLock::Exclusive;
+    let backend = Backend::new(auth, store.clone(), p);
     let mut a = T::new(backend.clone(), Connection::plain(false));
     a.login();
     let mut b = T::new(backend.clone(), Connection::plain(false));
@@ -337,7 +341,7 @@ fn login_delay_is_advertised_and_enforced() {
     let (store, auth) = memory();
     let mut p = policy();
     p.login_delay = Some(300);
-    p.expire = Some(pop3_proto::Expire::Days(30));
+    p.expire = Retention::External(30);
     let backend = Backend::new(auth, store, p);
     let mut t = T::new(backend.clone(), Connection::plain(false));
     let capa = t.send("CAPA\r\n");
@@ -508,7 +512,9 @@ fn maildir_through_the_session_sends_lf_files_as_crlf() {
     )
     .unwrap();
     let auth = MemoryAuthenticator::new().with_user("carol", "pw");
-    let backend = Backend::new(auth, MaildirStore::new(root.path()), policy());
+    let mut p = policy();
+    p.maildrop_lock = MaildropLock::Exclusive;
+    let backend = Backend::new(auth, MaildirStore::new(root.path()), p);
     let mut t = T::new(backend.clone(), Connection::plain(false));
     t.send("USER carol\r\nPASS pw\r\n");
     let lf = "Subject: lf\r\n\r\nhello\r\n.dot\r\n";

@@ -2,7 +2,8 @@
 //!
 //! rustls configuration shared by the pop3 adapters, whatever their runtime: a verifying
 //! client configuration (Mozilla's roots, or a custom CA), a server configuration from PEM
-//! files, and (feature `self-signed`) self-signed certificates for demos and tests. Skipping
+//! files (also over a [`ReloadableCert`], a certificate replaced while the server runs), and
+//! (feature `self-signed`) self-signed certificates for demos and tests. Skipping
 //! certificate verification is possible only through the loudly named
 //! [`Trust::DangerousAcceptAnyCertificate`].
 //!
@@ -27,12 +28,14 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 pub use rustls;
@@ -129,6 +132,82 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(Arc::new(config))
+}
+
+/// A server configuration whose certificate is chosen per handshake by `resolver`, such as a
+/// [`ReloadableCert`]: the configuration stays while the certificate behind it changes.
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(Arc::new(config))
+}
+
+/// A PEM certificate chain and a PEM private key, checked to belong together.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let certs = certificates_from_pem(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
+    Ok(CertifiedKey::from_der(certs, key, &provider())?)
+}
+
+/// A server certificate that can be replaced while the server runs (a renewed certificate,
+/// on `SIGHUP` say), without touching the [`ServerConfig`] built over it or the connections
+/// already established: each new handshake takes the certificate current at that moment.
+///
+/// ```
+/// # #[cfg(feature = "self-signed")] {
+/// use pop3_tls::ReloadableCert;
+///
+/// let old = pop3_tls::self_signed(&["localhost".into()]).unwrap();
+/// let cert = ReloadableCert::from_pem(old.cert_pem.as_bytes(), old.key_pem.as_bytes()).unwrap();
+/// let config = cert.server_config().unwrap(); // give this to the server, once
+///
+/// let new = pop3_tls::self_signed(&["localhost".into()]).unwrap();
+/// cert.replace_pem(new.cert_pem.as_bytes(), new.key_pem.as_bytes()).unwrap();
+/// // A key that does not match its certificate is refused, and the current pair kept.
+/// assert!(cert.replace_pem(old.cert_pem.as_bytes(), new.key_pem.as_bytes()).is_err());
+/// # let _ = config;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ReloadableCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    /// Starts with this PEM certificate chain and key (see [`certified_key`]).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(ReloadableCert {
+            current: RwLock::new(Arc::new(certified_key(cert_pem, key_pem)?)),
+        }))
+    }
+
+    /// Replaces the certificate and key for the handshakes to come. On an error (unreadable
+    /// PEM, a key that does not match the certificate) the current pair stays.
+    pub fn replace_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let new = Arc::new(certified_key(cert_pem, key_pem)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
+    }
+
+    /// The certificate and key new handshakes get.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A server configuration over this certificate ([`server_config_with_resolver`]).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        server_config_with_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>)
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 /// A self-signed certificate and its key, both PEM.

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pop3_proto::Uid;
-use pop3_server_core::backend::{MailStore, Maildrop, MessageInfo, MessageReader, StoreError};
+use pop3_server_core::backend::{
+    MailStore, Maildrop, MaildropLock, MessageInfo, MessageReader, StoreError,
+};
 use pop3_server_core::memory::MemoryAuthenticator;
 use pop3_server_core::session::{Backend, Policy};
 use pop3_tokio::server::{ServerOptions, serve};
@@ -35,7 +37,10 @@ impl MessageReader for Bytes {
 impl MailStore for EmlDir {
     type Maildrop = EmlDrop;
 
-    async fn open(&self, _user: &str) -> Result<EmlDrop, StoreError> {
+    // Read-only, so sessions may share it whatever the lock mode: none can change anything.
+    // A store that removes mail refuses a second session under `MaildropLock::Exclusive`
+    // with `StoreError::InUse` (see the `MailStore` docs).
+    async fn open(&self, _user: &str, _lock: MaildropLock) -> Result<EmlDrop, StoreError> {
         let mut files = Vec::new();
         let entries =
             std::fs::read_dir(&self.0).map_err(|e| StoreError::Temporary(e.to_string()))?;

@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use pop3_driver::server::{self as driver, SessionTask, SessionTls};
+use pop3_driver::server::{self as driver, Accepted, SessionTask, SessionTls};
 use pop3_driver::{AsyncIo, Stop};
 use pop3_server_core::backend::{Authenticator, MailStore};
 use pop3_server_core::session::Backend;
@@ -39,14 +39,21 @@ struct Listener(TcpListener);
 impl driver::Listener for Listener {
     type Io = TokioIo;
 
-    async fn accept(&mut self) -> std::io::Result<Option<TokioIo>> {
-        let (tcp, _) = self.0.accept().await?;
+    async fn accept(&mut self) -> std::io::Result<Option<Accepted<TokioIo>>> {
+        let (tcp, peer) = self.0.accept().await?;
         let _ = tcp.set_nodelay(true);
-        Ok(Some(AsyncIo::new(Compat(tcp), Tokio)))
+        Ok(Some(Accepted::new(
+            AsyncIo::new(Compat(tcp), Tokio),
+            Some(peer),
+        )))
     }
 
     fn local_port(&self) -> Option<u16> {
         self.0.local_addr().ok().map(|a| a.port())
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.local_addr().ok()
     }
 }
 
@@ -80,6 +87,8 @@ pub async fn run_connection<A: Authenticator, S: MailStore>(
     stls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let port = tcp.local_addr().ok().map(|a| a.port());
+    let peer = tcp.peer_addr().ok();
     let io = AsyncIo::new(Compat(tcp), Tokio);
-    driver::run_session(io, backend, SessionTls::plain(stls), port, &Stop::never()).await
+    let tls = SessionTls::plain(stls);
+    driver::run_session(io, backend, tls, port, peer, &Stop::never()).await
 }

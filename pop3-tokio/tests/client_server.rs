@@ -365,7 +365,9 @@ async fn connection_limit_and_idle_timeout() {
         let mut o = ServerOptions::default();
         o.max_connections = 1;
         let f = fixture(None, p, o).await;
+        // Logged in, it is never evicted to make room: the newcomer is refused.
         let mut c1 = f.connect("plain").await;
+        c1.apop("alice", "pw").await.unwrap();
         let (addr, opts) = f.options("plain");
         match Pop3Client::connect(&addr, opts).await {
             Err(Error::Server(line)) => {

@@ -12,6 +12,12 @@
 //! only a cache: a missing, unreadable or damaged file (or line) is ignored and the sizes are
 //! computed again. It is replaced atomically (write a new file, sync it, rename it over the
 //! old one), so a crash leaves either the old or the new cache.
+//!
+//! Sessions that share a maildrop (snapshot mode) may replace it at the same moment. Each
+//! writer writes a file of its own (`create_new`, after removing any file under the new name),
+//! and every line of a file is right, so the worst outcome is a cache that lacks the other
+//! writer's entries, or one read while its last line is being written (a line without its LF
+//! is ignored): sizes computed again later, never a wrong size.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -1,8 +1,9 @@
 //! The Maildir mail store: `ROOT/USER/{cur,new,tmp}`, shared with Dovecot, Courier and mutt.
 //!
 //! A synchronous API over `std::fs`:
-//! [`MaildirStore::open`] validates the user name, locks the user's maildir and takes the
-//! snapshot that is the POP3 maildrop for the session; [`MaildirDrop`] lists it, streams
+//! [`MaildirStore::open_with_lock`] validates the user name, locks the user's maildir (shared
+//! or exclusive, see [Locking](#locking)) and takes the snapshot that is the POP3 maildrop for
+//! the session; [`MaildirDrop`] lists it, streams
 //! messages with CRLF line ends, and [`MaildirDrop::commit`] removes the messages marked
 //! deleted (the UPDATE state).
 //!
@@ -66,16 +67,27 @@
 //!
 //! # Locking
 //!
-//! [`MaildirStore::open`] takes an exclusive `flock`-style lock
-//! ([`File::try_lock`]) on `.pop3d-lock` in the user's maildir, and fails with
-//! [`MaildirError::InUse`] if another session holds it, in this process or another. The lock
-//! belongs to the [`MaildirDrop`] and is released when it is dropped or committed, whatever
-//! ends the session. A busy lock is tried again for a short while
+//! Each session holds a `flock`-style lock on `.pop3d-lock` in the user's maildir, in the
+//! [`MaildropLock`] mode it was opened with:
+//!
+//! - [`MaildropLock::Exclusive`] ([`MaildirStore::open`]): an exclusive lock
+//!   ([`File::try_lock`]); the open fails with [`MaildirError::InUse`] while any other session
+//!   holds the lock, in this process or another, in either mode.
+//! - [`MaildropLock::Snapshot`]: a shared lock ([`File::try_lock_shared`]), which any number
+//!   of snapshot sessions hold at once; it fails with `InUse` only while an exclusive session
+//!   holds the lock (a server configured for exclusive sessions sharing the maildir root). The
+//!   sessions share nothing else: each has its own snapshot, and a commit unlinks only the
+//!   files of the messages its session marked, a file already gone counting as removed (see
+//!   [Commit](#commit)). Unique names never change, so neither do UIDLs.
+//!
+//! The lock belongs to the [`MaildirDrop`] and is released when it is dropped or committed,
+//! whatever ends the session. A busy lock is tried again for a short while
 //! ([`MaildirStore::lock_wait`], 100 ms by default) before `InUse`: when the process spawns
 //! a program, the child holds a copy of every descriptor, and so every lock, until it
-//! executes the program, so a lock can outlive its session by a moment. The lock file itself is never removed (removing it would let a waiting
-//! session lock a file nobody else sees). Other software does not take this lock; it does not
-//! need to, since the store never changes a file another program could be changing.
+//! executes the program, so a lock can outlive its session by a moment. The lock file itself
+//! is never removed (removing it would let a waiting session lock a file nobody else sees).
+//! Other software does not take this lock; it does not need to, since the store never changes
+//! a file another program could be changing.
 //!
 //! # Commit
 //!
@@ -83,7 +95,10 @@
 //! crash half-way leaves every message not yet unlinked complete and in place. A failure does
 //! not stop the commit: the other marked messages are still removed and every failure is
 //! reported in [`CommitError`]. Unmarked messages are never touched. A marked message that no
-//! longer exists (another client removed it) counts as removed. Afterwards the directories
+//! longer exists (another session or client removed it: the unlink finds no file under its
+//! unique name in `new/` or `cur/`) counts as removed, and a marked message that another
+//! client moved from `new/` to `cur/` or renamed for its flags is found by its unique name and
+//! removed (see [Renamed files](#renamed-files)). Afterwards the directories
 //! that lost entries are synced, so the removals survive a power loss.
 //!
 //! # Renamed files
@@ -108,6 +123,7 @@ use std::time::{Duration, Instant};
 
 use pop3_proto::Uid;
 
+use crate::backend::MaildropLock;
 use cache::{Cached, SizeCache};
 use name::{delivery_order, os_bytes, size_hints, uid_for, unique_part, valid_user};
 
@@ -246,11 +262,22 @@ impl MaildirStore {
         &self.root
     }
 
-    /// Locks the maildir of `user` and takes its snapshot.
+    /// Locks the maildir of `user` exclusively and takes its snapshot:
+    /// [`open_with_lock`](Self::open_with_lock) with [`MaildropLock::Exclusive`].
+    pub fn open(&self, user: &str) -> Result<MaildirDrop, MaildirError> {
+        self.open_with_lock(user, MaildropLock::Exclusive)
+    }
+
+    /// Locks the maildir of `user` in the `lock` mode (see [Locking](self#locking)) and takes
+    /// its snapshot.
     ///
     /// Reads every message whose size is neither in its name nor in the size cache; this is
     /// the slow part the first time a maildir with many LF-only messages is opened.
-    pub fn open(&self, user: &str) -> Result<MaildirDrop, MaildirError> {
+    pub fn open_with_lock(
+        &self,
+        user: &str,
+        lock: MaildropLock,
+    ) -> Result<MaildirDrop, MaildirError> {
         if !valid_user(user) {
             return Err(MaildirError::InvalidUser);
         }
@@ -264,7 +291,7 @@ impl MaildirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MaildirError::NoMailbox),
             Err(e) => return Err(io_error(&dir, e)),
         }
-        let lock = lock(&dir, self.lock_wait)?;
+        let lock = take_lock(&dir, lock, self.lock_wait)?;
         for sub in ["tmp", "new", "cur"] {
             ensure_dir(&dir.join(sub))?;
         }
@@ -330,10 +357,10 @@ impl MaildirStore {
     }
 }
 
-/// The locked maildrop of one session: the snapshot taken at open.
+/// The maildrop of one session: the snapshot taken at open.
 ///
 /// Indexes are 0-based positions in [`messages`](Self::messages) (message number − 1). The
-/// lock is held until this value is dropped or committed.
+/// lock (shared or exclusive) is held until this value is dropped or committed.
 #[derive(Debug)]
 pub struct MaildirDrop {
     dir: PathBuf,
@@ -623,8 +650,9 @@ fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Opens (creating it if needed) and locks the lock file of the maildir `dir`.
-fn lock(dir: &Path, wait: Duration) -> Result<File, MaildirError> {
+/// Opens (creating it if needed) and locks the lock file of the maildir `dir`: shared for
+/// [`MaildropLock::Snapshot`], exclusive for [`MaildropLock::Exclusive`].
+fn take_lock(dir: &Path, mode: MaildropLock, wait: Duration) -> Result<File, MaildirError> {
     let path = dir.join(LOCK_FILE);
     let err = |e| io_error(&path, e);
     // Opening a FIFO would block: look before opening.
@@ -661,7 +689,11 @@ fn lock(dir: &Path, wait: Duration) -> Result<File, MaildirError> {
     };
     let deadline = Instant::now() + wait;
     loop {
-        match file.try_lock() {
+        let taken = match mode {
+            MaildropLock::Snapshot => file.try_lock_shared(),
+            MaildropLock::Exclusive => file.try_lock(),
+        };
+        match taken {
             Ok(()) => return Ok(file),
             Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(LOCK_RETRY);

@@ -3,7 +3,7 @@
 //! moderate loads on the async ones.
 
 use super::{CommitError, MaildirDrop, MaildirError, MaildirStore, MessageInfo, MessageReader};
-use crate::backend::{self, MailStore, StoreError};
+use crate::backend::{self, MailStore, MaildropLock, StoreError};
 
 fn store_error(e: MaildirError) -> StoreError {
     match e {
@@ -21,8 +21,8 @@ fn commit_error(e: CommitError) -> StoreError {
 impl MailStore for MaildirStore {
     type Maildrop = MaildirDrop;
 
-    async fn open(&self, user: &str) -> Result<MaildirDrop, StoreError> {
-        MaildirStore::open(self, user).map_err(store_error)
+    async fn open(&self, user: &str, lock: MaildropLock) -> Result<MaildirDrop, StoreError> {
+        MaildirStore::open_with_lock(self, user, lock).map_err(store_error)
     }
 }
 
