@@ -210,7 +210,8 @@ async fn drive<T: Transport, A: Authenticator, S: MailStore>(
     };
     let mut link = Link::new(io);
     if let Some(cfg) = &tls.implicit {
-        if let Err(e) = accept_tls(&mut link, cfg, handshake_limit(connected), stop).await {
+        if let Err(e) = Box::pin(accept_tls(&mut link, cfg, handshake_limit(connected), stop)).await
+        {
             report.tls_failed(false, &e);
             link.close().await;
             return handshake_result(e);
@@ -218,10 +219,14 @@ async fn drive<T: Transport, A: Authenticator, S: MailStore>(
         report.info = report.info.with_tls_version(tls_version(&link));
     }
     let idle = backend.policy.rules.idle_timeout;
-    let mut conn = tls.connection(local_port, peer);
-    conn.local = local;
-    conn.tls_version = report.info.tls_version;
-    let mut session = Session::new(backend, &conn, connected);
+    // In a block: nothing but the session and what the loop needs may live across its
+    // awaits, as every byte of this future is held by every session for its whole life.
+    let mut session = {
+        let mut conn = tls.connection(local_port, peer);
+        conn.local = local;
+        conn.tls_version = report.info.tls_version;
+        Session::new(backend, &conn, connected)
+    };
     let mut out = Vec::new();
     loop {
         let step = session.process(Instant::now()).await;
@@ -251,7 +256,9 @@ async fn drive<T: Transport, A: Authenticator, S: MailStore>(
                 return Ok(());
             };
             let limit = handshake_limit(Instant::now());
-            if let Err(e) = accept_tls(&mut link, cfg, limit, stop).await {
+            // Boxed: a handshake's future (rustls' connection state) is needed once, not
+            // for the session's life.
+            if let Err(e) = Box::pin(accept_tls(&mut link, cfg, limit, stop)).await {
                 report.tls_failed(true, &e);
                 link.close().await;
                 return handshake_result(e);
