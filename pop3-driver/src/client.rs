@@ -86,6 +86,10 @@ pub struct ClientOptions {
     pub config: ClientConfig,
     /// How long connecting (TCP, and each TLS handshake) may take.
     pub connect_timeout: Duration,
+    /// Send `UTF8` after `CAPA` when the server lists it (default: on). This client keeps
+    /// message octets verbatim, so it can take 8-bit mail as it is; without `UTF8`, RFC 6856
+    /// lets a server replace such a message with a 7-bit surrogate.
+    pub utf8: bool,
 }
 
 impl ClientOptions {
@@ -96,6 +100,7 @@ impl ClientOptions {
             server_name: None,
             config: ClientConfig::default(),
             connect_timeout: Duration::from_secs(30),
+            utf8: true,
         }
     }
 }
@@ -296,7 +301,29 @@ impl<T: Transport> Client<T> {
             c.machine.tls_established(Instant::now());
         }
         let _ = c.capa().await;
+        if options.utf8 {
+            c.utf8().await?;
+        }
         Ok(c)
+    }
+
+    /// Sends `UTF8` when `CAPA` lists it (RFC 6856 §2): this client hands message octets on
+    /// verbatim, and a server not asked for UTF-8 may give a 7-bit surrogate instead of a
+    /// message with 8-bit headers (Courier replaces it with a notice). A refusal (`-ERR`)
+    /// changes nothing and is not an error.
+    async fn utf8(&mut self) -> Result<(), Error> {
+        let listed = self
+            .machine
+            .capabilities()
+            .is_some_and(|caps| caps.iter().any(|c| matches!(c, Capability::Utf8 { .. })));
+        if !listed {
+            return Ok(());
+        }
+        let h = self.machine.send(pop3_proto::Command::Utf8)?;
+        match self.simple(h).await {
+            Ok(()) | Err(Error::Server(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn start_tls(

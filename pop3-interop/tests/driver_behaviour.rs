@@ -689,6 +689,70 @@ fn mid_body(kind: ClientKind, ending: Ending) -> Vec<String> {
     ]
 }
 
+/// A message with 8-bit headers, and the 7-bit notice a server such as Courier gives instead
+/// to a client that did not say `UTF8` (RFC 6856 §2.1, §4).
+const EIGHT_BIT: &[u8] = "Subject: Grüße aus Köln\r\n\r\nÄpfel\r\n".as_bytes();
+const SURROGATE: &[u8] = b"Subject: Cannot display Unicode content\r\n\r\nreplaced\r\n";
+
+/// A server that lists `UTF8` (with `utf8_listed`) and serves the 8-bit message whole only
+/// to a client that sent `UTF8` first; returns whether the client sent it.
+fn utf8_scenario(kind: ClientKind, utf8_listed: bool, client_utf8: bool) -> (bool, Vec<u8>) {
+    let (addr, server) = raw_server(move |mut raw| {
+        raw.send(b"+OK scripted server ready\r\n");
+        raw.expect("CAPA");
+        if utf8_listed {
+            raw.send(b"+OK capabilities\r\nUSER\r\nUTF8 USER\r\n.\r\n");
+        } else {
+            raw.send(b"+OK capabilities\r\nUSER\r\n.\r\n");
+        }
+        let mut line = raw.line();
+        let sent_utf8 = line == "UTF8";
+        if sent_utf8 {
+            raw.send(b"+OK UTF8 enabled\r\n");
+            line = raw.line();
+        }
+        assert_eq!(line, "USER alice", "{kind:?}: after CAPA");
+        raw.send(b"+OK\r\n");
+        raw.expect("PASS pw");
+        raw.send(b"+OK maildrop ready\r\n");
+        raw.expect("RETR 1");
+        let body = if sent_utf8 { EIGHT_BIT } else { SURROGATE };
+        raw.send(format!("+OK {} octets\r\n", body.len()).as_bytes());
+        raw.send(body);
+        raw.send(b".\r\n");
+        raw.expect("QUIT");
+        raw.send(b"+OK bye\r\n");
+        sent_utf8
+    });
+    let mut o = options(IO_LIMIT);
+    o.utf8 = client_utf8;
+    let mut c = AnyClient::connect(kind, addr, o).expect("connect");
+    c.login("alice", "pw").expect("login");
+    let (r, body) = c.retr(1);
+    r.expect("RETR 1");
+    c.quit().expect("QUIT");
+    (server.join().expect("scripted server"), body)
+}
+
+#[test]
+fn utf8_is_sent_when_listed_so_8bit_mail_arrives_whole_on_every_client() {
+    on_every_client("UTF8 when CAPA lists it", |kind| {
+        let (sent, body) = utf8_scenario(kind, true, true);
+        assert!(sent, "{kind:?}: UTF8 not sent although CAPA listed it");
+        assert_eq!(body, EIGHT_BIT, "{kind:?}: the message was replaced");
+        // Not listed: never sent (the server would take it as an unknown command).
+        let (sent, _) = utf8_scenario(kind, false, true);
+        assert!(
+            !sent,
+            "{kind:?}: UTF8 sent to a server that does not list it"
+        );
+        // Turned off: the caller gets what such a server gives, the surrogate.
+        let (sent, body) = utf8_scenario(kind, true, false);
+        assert!(!sent && body == SURROGATE, "{kind:?}: utf8 = false");
+        vec!["ok".into()]
+    });
+}
+
 #[test]
 fn server_closing_mid_body_is_unexpected_eof_on_every_client() {
     let t = on_every_client("server closes mid-body", |kind| {
