@@ -28,7 +28,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use pop3_proto::sasl::choose::{
-    Channel, ChoiceError, Exposure, Have, LoginMethod, Offer, Preference, Refusal, choose,
+    Channel, ChoiceError, Exposure, Have, LoginMethod, Offer, Preference, Refusal, choose, rank,
 };
 use pop3_proto::{MsgNum, Secret};
 use pop3_tls::Trust;
@@ -169,17 +169,64 @@ async fn login(c: &mut Pop3Client, args: &FetchArgs, url: &PopUrl) -> Result<(),
         Some(cmd) => command_output(cmd)?,
         None => password(args, &user)?,
     });
-    match method {
-        LoginMethod::UserPass => c.login(&user, secret.expose_secret()).await?,
-        LoginMethod::Apop => c.apop(&user, secret.expose_secret()).await?,
+    let result = match method {
+        LoginMethod::UserPass => c.login(&user, secret.expose_secret()).await,
+        LoginMethod::Apop => c.apop(&user, secret.expose_secret()).await,
         m => {
             let creds = m
                 .client_credentials(user, secret, Some(url.host.clone()), Some(url.port))
                 .ok_or_else(|| format!("{m} is not a SASL mechanism"))?;
-            c.auth(creds).await?
+            c.auth(creds).await
         }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // The server said no: name what was tried, and what else could be.
+        Err(e @ ClientError::Server(_)) => {
+            let others: Vec<LoginMethod> = rank(&offer, have, channel)
+                .usable
+                .into_iter()
+                .filter(|m| *m != method)
+                .collect();
+            Err(refused_login(method, &e, preference, &others).into())
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
+}
+
+/// Why a login failed, naming the method tried and, when it was chosen automatically and the
+/// server offers others this client could use, how to pick one in the URL.
+fn refused_login(
+    method: LoginMethod,
+    error: &dyn std::fmt::Display,
+    preference: Preference,
+    others: &[LoginMethod],
+) -> String {
+    let mut msg = format!("{method} was refused: {error}");
+    if preference == Preference::Auto && !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(|m| url_auth(*m)).collect();
+        // A method that sends the password itself works whatever scheme the server stores
+        // it in (a CRAM-MD5 or SCRAM secret may be missing): suggest that one.
+        let example = others
+            .iter()
+            .find(|m| m.exposure() == Exposure::Password)
+            .map_or(names[0], |m| url_auth(*m));
+        msg.push_str(&format!(
+            " (chosen as the strongest offered; the server also offers {}: pick one with \
+             ;AUTH= in the URL, e.g. pop3s://user;AUTH={example}@host)",
+            names.join(", ")
+        ));
+    }
+    msg
+}
+
+/// How the URL names a method (RFC 2384): `USER`, `+APOP`, or the SASL name.
+fn url_auth(method: LoginMethod) -> &'static str {
+    match method {
+        LoginMethod::UserPass => "USER",
+        LoginMethod::Apop => "+APOP",
+        m => m.name(),
+    }
 }
 
 /// `512 B`, `12.3 kB`, `4.5 MB`.
@@ -423,5 +470,58 @@ async fn fetch(args: FetchArgs, url: PopUrl) -> Result<(), Error> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod login_error_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_automatic_choice_names_the_method_and_the_alternatives() {
+        let others = [
+            LoginMethod::CramMd5,
+            LoginMethod::Plain,
+            LoginMethod::UserPass,
+        ];
+        let msg = refused_login(
+            LoginMethod::ScramSha256,
+            &"server said: -ERR [AUTH] Authentication failed",
+            Preference::Auto,
+            &others,
+        );
+        assert!(
+            msg.starts_with("SCRAM-SHA-256 was refused: server said: -ERR [AUTH]"),
+            "{msg}"
+        );
+        assert!(msg.contains("also offers CRAM-MD5, PLAIN, USER"), "{msg}");
+        // The example is one that works whatever scheme the password is stored in.
+        assert!(msg.contains(";AUTH=PLAIN@host"), "{msg}");
+    }
+
+    #[test]
+    fn a_refused_forced_or_only_method_suggests_nothing() {
+        let forced = refused_login(
+            LoginMethod::UserPass,
+            &"bad",
+            Preference::Forced(LoginMethod::UserPass),
+            &[LoginMethod::Plain],
+        );
+        assert_eq!(forced, "USER/PASS was refused: bad");
+        let only = refused_login(LoginMethod::CramMd5, &"bad", Preference::Auto, &[]);
+        assert_eq!(only, "CRAM-MD5 was refused: bad");
+    }
+
+    #[test]
+    fn url_names_follow_rfc_2384() {
+        assert_eq!(url_auth(LoginMethod::UserPass), "USER");
+        assert_eq!(url_auth(LoginMethod::Apop), "+APOP");
+        assert_eq!(url_auth(LoginMethod::CramMd5), "CRAM-MD5");
+        for m in [LoginMethod::UserPass, LoginMethod::Apop, LoginMethod::Plain] {
+            assert_eq!(
+                Preference::from_url_auth(url_auth(m)).unwrap(),
+                Preference::Forced(m)
+            );
+        }
     }
 }
