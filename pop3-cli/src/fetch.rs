@@ -204,13 +204,13 @@ fn refused_login(
 ) -> String {
     let mut msg = format!("{method} was refused: {error}");
     if preference == Preference::Auto && !others.is_empty() {
-        let names: Vec<&str> = others.iter().map(|m| url_auth(*m)).collect();
+        let names: Vec<&str> = others.iter().map(|m| m.url_auth()).collect();
         // A method that sends the password itself works whatever scheme the server stores
         // it in (a CRAM-MD5 or SCRAM secret may be missing): suggest that one.
         let example = others
             .iter()
             .find(|m| m.exposure() == Exposure::Password)
-            .map_or(names[0], |m| url_auth(*m));
+            .map_or(names[0], |m| m.url_auth());
         msg.push_str(&format!(
             " (chosen as the strongest offered; the server also offers {}: pick one with \
              ;AUTH= in the URL, e.g. pop3s://user;AUTH={example}@host)",
@@ -218,15 +218,6 @@ fn refused_login(
         ));
     }
     msg
-}
-
-/// How the URL names a method (RFC 2384): `USER`, `+APOP`, or the SASL name.
-fn url_auth(method: LoginMethod) -> &'static str {
-    match method {
-        LoginMethod::UserPass => "USER",
-        LoginMethod::Apop => "+APOP",
-        m => m.name(),
-    }
 }
 
 /// `512 B`, `12.3 kB`, `4.5 MB`.
@@ -514,12 +505,12 @@ mod login_error_tests {
 
     #[test]
     fn url_names_follow_rfc_2384() {
-        assert_eq!(url_auth(LoginMethod::UserPass), "USER");
-        assert_eq!(url_auth(LoginMethod::Apop), "+APOP");
-        assert_eq!(url_auth(LoginMethod::CramMd5), "CRAM-MD5");
+        assert_eq!(LoginMethod::UserPass.url_auth(), "USER");
+        assert_eq!(LoginMethod::Apop.url_auth(), "+APOP");
+        assert_eq!(LoginMethod::CramMd5.url_auth(), "CRAM-MD5");
         for m in [LoginMethod::UserPass, LoginMethod::Apop, LoginMethod::Plain] {
             assert_eq!(
-                Preference::from_url_auth(url_auth(m)).unwrap(),
+                Preference::from_url_auth(m.url_auth()).unwrap(),
                 Preference::Forced(m)
             );
         }

@@ -185,6 +185,16 @@ impl LoginMethod {
         }
     }
 
+    /// How a POP URL names this method in `;AUTH=` (RFC 2384): `USER`, `+APOP`, or the SASL
+    /// name; [`Preference::from_url_auth`] reads it back.
+    pub const fn url_auth(self) -> &'static str {
+        match self {
+            LoginMethod::UserPass => "USER",
+            LoginMethod::Apop => "+APOP",
+            m => m.name(),
+        }
+    }
+
     /// The SASL mechanism to send with `AUTH`; `None` for USER/PASS and APOP.
     pub fn mechanism(self) -> Option<Mechanism> {
         // The names are constants that satisfy `Mechanism`'s rules.
