@@ -2,13 +2,16 @@
 //! one user at once over TCP, and a phone and a laptop running `pop3 fetch` (one with
 //! `--keep`) against the same account.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pop3");
+mod support;
+use support::run;
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn free_port() -> u16 {
@@ -125,45 +128,6 @@ fn message(i: usize) -> Vec<u8> {
 
 fn uniques(numbers: &[usize]) -> Vec<String> {
     numbers.iter().map(|&i| unique(i)).collect()
-}
-
-/// Runs `cmd` to the end, killing it (and failing the test) after `LIMIT`.
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
 }
 
 /// A raw POP3 connection.
