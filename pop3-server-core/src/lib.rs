@@ -6,6 +6,7 @@
 //!
 //! - [`backend`]: the traits an embedder implements ([`backend::Authenticator`],
 //!   [`backend::MailStore`]).
+//! - [`deliver`]: how new mail gets in ([`deliver::Deliver`]), for LMTP and MDAs.
 //! - [`session`]: one connection's session, which adapters drive.
 //! - [`maildir`], [`passwd`], [`memory`]: the shipped backends.
 //! - [`observe`]: the events of a server (logins, logouts, connections) for logs and
@@ -40,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod deliver;
 mod executor;
 pub mod maildir;
 pub mod memory;

@@ -110,6 +110,7 @@
 
 mod cache;
 mod crlf;
+mod deliver;
 mod name;
 
 pub use crlf::{CrlfReader, crlf_size};
