@@ -18,7 +18,9 @@
 //!   commands in flight when the server allows pipelining, one otherwise.
 //!
 //! TLS (implicit, or `STLS` before anything else) is rustls, run by the driver over the
-//! transport; `STLS` is never silently skipped.
+//! transport; `STLS` is never silently skipped. A failed handshake is [`Error::Handshake`],
+//! naming the step ([`TlsStep`]) and any plain-text line the server sent instead of TLS (the
+//! `-ERR STARTTLS failed: ...` of a server whose TLS broke after it accepted `STLS`).
 //!
 //! The adapters give it their runtime: `pop3_tokio::client::Pop3Client`,
 //! `pop3_futures::client::Pop3Client`, `pop3_blocking::client::Pop3Client`. Over any
@@ -118,9 +120,20 @@ pub enum Error {
     /// The server's certificate was refused (untrusted issuer, wrong name, expired...).
     #[error("TLS: the server's certificate was refused: {0}")]
     Certificate(String),
-    /// The TLS handshake failed for another reason (the peer does not speak TLS there...).
-    #[error("TLS handshake failed: {0}")]
-    Handshake(String),
+    /// The TLS handshake failed for another reason than the certificate: the peer does not
+    /// speak TLS there, or its TLS failed (its alert, a plain-text `-ERR` after `STLS`...).
+    #[error("{}", handshake_message(*step, reason, server_said.as_deref()))]
+    Handshake {
+        /// Which handshake: implicit TLS, or the one after `STLS`.
+        step: TlsStep,
+        /// What TLS said (rustls' error, or the connection closing).
+        reason: String,
+        /// The plain-text line the server sent where TLS was expected, if any: the
+        /// `-ERR STARTTLS failed: ...` of a server whose TLS failed after it accepted `STLS`,
+        /// or a greeting where implicit TLS was expected. Printable characters only, at most
+        /// 512 octets.
+        server_said: Option<String>,
+    },
     /// The protocol machine refused a command or the server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(#[from] pop3_proto::client::ClientError),
@@ -144,18 +157,48 @@ pub enum Error {
     Output(io::Error),
 }
 
-impl From<HandshakeError> for Error {
-    fn from(e: HandshakeError) -> Self {
+/// Which TLS handshake of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsStep {
+    /// TLS from the first byte ([`TlsMode::Implicit`]).
+    Implicit,
+    /// TLS after the server accepted `STLS` ([`TlsMode::StartTls`]).
+    Stls,
+}
+
+fn handshake_message(step: TlsStep, reason: &str, server_said: Option<&str>) -> String {
+    let mut m = match step {
+        TlsStep::Implicit => format!("TLS handshake failed: {reason}"),
+        TlsStep::Stls => format!("TLS handshake after STLS failed: {reason}"),
+    };
+    if let Some(line) = server_said {
+        m.push_str(match step {
+            TlsStep::Implicit => "; the server sent plain text: ",
+            TlsStep::Stls => "; the server said: ",
+        });
+        m.push_str(line);
+    }
+    m
+}
+
+impl Error {
+    /// The error of a failed handshake at `step`; `server_said` is the plain-text line the
+    /// server sent instead, if any.
+    fn handshake(e: HandshakeError, step: TlsStep, server_said: Option<&str>) -> Self {
+        let handshake = |reason: String| Error::Handshake {
+            step,
+            reason,
+            server_said: server_said.map(str::to_string),
+        };
         match e {
             HandshakeError::Io(e) => Error::Io(e),
             HandshakeError::Tls(rustls::Error::InvalidCertificate(c)) => {
                 Error::Certificate(format!("{c:?}"))
             }
-            HandshakeError::Tls(e) => Error::Handshake(e.to_string()),
+            HandshakeError::Tls(e) => handshake(e.to_string()),
             HandshakeError::Timeout => Error::Timeout,
-            e @ (HandshakeError::Closed | HandshakeError::Stopped) => {
-                Error::Handshake(e.to_string())
-            }
+            e @ (HandshakeError::Closed | HandshakeError::Stopped) => handshake(e.to_string()),
         }
     }
 }
@@ -283,7 +326,7 @@ impl<T: Transport> Client<T> {
             handshake_timeout: options.connect_timeout,
         };
         if let TlsMode::Implicit(cfg) = &options.tls {
-            c.start_tls(cfg, &name).await?;
+            c.start_tls(cfg, &name, TlsStep::Implicit).await?;
         }
         c.drive(None, |_| Ok(())).await?;
         if let TlsMode::StartTls(cfg) = &options.tls {
@@ -297,7 +340,7 @@ impl<T: Transport> Client<T> {
             if let Some(Event::Closed { error }) = c.machine.poll_event() {
                 return Err(error.map_or(Error::Closed, Error::Protocol));
             }
-            c.start_tls(cfg, &name).await?;
+            c.start_tls(cfg, &name, TlsStep::Stls).await?;
             c.machine.tls_established(Instant::now());
         }
         let _ = c.capa().await;
@@ -330,16 +373,17 @@ impl<T: Transport> Client<T> {
         &mut self,
         cfg: &Arc<rustls::ClientConfig>,
         name: &str,
+        step: TlsStep,
     ) -> Result<(), Error> {
         let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
             .map_err(|e| Error::Tls(format!("invalid server name {name:?}: {e}")))?;
         let conn = rustls::ClientConnection::new(cfg.clone(), server_name)
             .map_err(|e| Error::Tls(e.to_string()))?;
         let deadline = Instant::now() + self.handshake_timeout;
-        Ok(self
-            .link
+        self.link
             .handshake(conn.into(), deadline, &Stop::never())
-            .await?)
+            .await
+            .map_err(|e| Error::handshake(e, step, self.link.handshake_refusal()))
     }
 
     /// The server's greeting.

@@ -52,6 +52,8 @@ pub(crate) struct Link<T> {
     /// Ciphertext read but not decrypted yet, as the last read's plaintext budget was spent:
     /// decrypted by the next read before the transport is read again.
     backlog: Vec<u8>,
+    /// The plain-text line the peer sent instead of TLS when the last handshake failed.
+    refusal: Option<String>,
 }
 
 impl<T> std::fmt::Debug for Link<T> {
@@ -101,6 +103,82 @@ fn tls_io_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// The longest plain-text line kept from a failed handshake.
+const PLAIN_LINE_MAX: usize = 512;
+
+/// How long a failed handshake waits for the rest of a plain-text line (a server that sent
+/// its TLS alert, then `-ERR STARTTLS failed: ...` in a second write).
+const PLAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Watches the raw octets of a handshake for what the peer sent outside TLS records: a POP3
+/// line in plain text, such as `-ERR STARTTLS failed: ...` after a server's TLS failed behind
+/// `STLS`, or a greeting where implicit TLS was expected. Skips whole records (by their
+/// headers) and keeps at most [`PLAIN_LINE_MAX`] octets of what follows them.
+#[derive(Default)]
+struct PlainSniffer {
+    header: [u8; 5],
+    have: usize,
+    /// Body octets of the current record still to skip.
+    skip: usize,
+    /// The octets after the last record, once something other than a record began.
+    plain: Option<Vec<u8>>,
+}
+
+impl PlainSniffer {
+    fn feed(&mut self, mut raw: &[u8]) {
+        while !raw.is_empty() {
+            if let Some(p) = &mut self.plain {
+                let n = raw.len().min(PLAIN_LINE_MAX.saturating_sub(p.len()));
+                p.extend_from_slice(&raw[..n]);
+                return;
+            }
+            if self.skip > 0 {
+                let n = raw.len().min(self.skip);
+                self.skip -= n;
+                raw = &raw[n..];
+                continue;
+            }
+            // A record starts with its content type (20 to 24) and a major version of 3.
+            let byte = raw[0];
+            let fits = match self.have {
+                0 => (20..=24).contains(&byte),
+                1 => byte == 3,
+                _ => true,
+            };
+            if !fits {
+                self.plain = Some(self.header[..self.have].to_vec());
+                continue;
+            }
+            self.header[self.have] = byte;
+            self.have += 1;
+            raw = &raw[1..];
+            if self.have == 5 {
+                self.skip = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.have = 0;
+            }
+        }
+    }
+
+    /// Whether a whole line (or all that is kept of one) arrived.
+    fn complete(&self) -> bool {
+        self.plain
+            .as_ref()
+            .is_some_and(|p| p.contains(&b'\n') || p.len() >= PLAIN_LINE_MAX)
+    }
+
+    /// The first plain-text line, printable characters only; `None` if there was none.
+    fn line(&self) -> Option<String> {
+        let p = self.plain.as_deref()?;
+        let end = p.iter().position(|&b| b == b'\r' || b == b'\n');
+        let text: String = String::from_utf8_lossy(&p[..end.unwrap_or(p.len())])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    }
+}
+
 impl<T> Link<T> {
     pub(crate) fn new(io: T) -> Self {
         Link {
@@ -110,7 +188,14 @@ impl<T> Link<T> {
             sent: 0,
             early: Vec::new(),
             backlog: Vec::new(),
+            refusal: None,
         }
+    }
+
+    /// The plain-text line (such as `-ERR STARTTLS failed: ...`) the peer sent where TLS was
+    /// expected, when the last handshake failed.
+    pub(crate) fn handshake_refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
     }
 
     pub(crate) fn transport(&self) -> &T {
@@ -270,16 +355,45 @@ impl<T: Transport> Link<T> {
     }
 
     /// Runs a TLS handshake over the connection, bounded by `deadline`; TLS is on afterwards.
+    /// A client's failed handshake keeps the plain-text line the server sent instead of TLS,
+    /// if any ([`Link::handshake_refusal`]), waiting briefly for the rest of it.
     pub(crate) async fn handshake(
         &mut self,
         conn: rustls::Connection,
         deadline: Instant,
         stop: &Stop,
     ) -> Result<(), HandshakeError> {
+        // Only a client listens for a server's plain-text refusal; a server does not wait on
+        // a client that failed its handshake.
+        let client = matches!(conn, rustls::Connection::Client(_));
         self.tls = Some(Box::new(conn));
-        let result = self.run_handshake(deadline, stop).await;
+        self.refusal = None;
+        let mut sniffer = PlainSniffer::default();
+        let result = self.run_handshake(deadline, stop, &mut sniffer).await;
         if result.is_err() {
             self.tls = None;
+            // A server that refused with an alert, or began a plain-text line, may send (the
+            // rest of) its line right behind: wait briefly for it. Not after the client's own
+            // refusal (a certificate), where the server has nothing more to say.
+            let peer_spoke = sniffer.plain.is_some()
+                || matches!(
+                    result,
+                    Err(HandshakeError::Tls(rustls::Error::AlertReceived(_)))
+                );
+            if client && peer_spoke && !sniffer.complete() {
+                let grace = deadline.min(Instant::now() + PLAIN_GRACE);
+                while !sniffer.complete() && Instant::now() < grace {
+                    match self
+                        .io
+                        .read(&[], &mut 0, Some(grace), stop, |raw| sniffer.feed(raw))
+                        .await
+                    {
+                        Ok(Wake::Ready) => {}
+                        _ => break,
+                    }
+                }
+            }
+            self.refusal = sniffer.line();
         }
         result
     }
@@ -288,6 +402,7 @@ impl<T: Transport> Link<T> {
         &mut self,
         deadline: Instant,
         stop: &Stop,
+        sniffer: &mut PlainSniffer,
     ) -> Result<(), HandshakeError> {
         loop {
             match self.flush_tls(deadline, stop).await? {
@@ -305,6 +420,7 @@ impl<T: Transport> Link<T> {
             let mut failure = None;
             let wake = io
                 .read(&[], &mut 0, Some(deadline), stop, |raw| {
+                    sniffer.feed(raw);
                     if failure.is_none()
                         && let Err(e) = decrypt(conn, raw, usize::MAX, &mut |p: &[u8]| {
                             early.extend_from_slice(p)
@@ -339,5 +455,39 @@ impl<T: Transport> Link<T> {
                 .await;
         }
         self.io.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlainSniffer;
+
+    #[test]
+    fn sniffer_skips_records_split_anywhere_and_keeps_the_plain_line() {
+        let mut wire = vec![0x16, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4];
+        wire.extend_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
+        wire.extend_from_slice(b"-ERR STARTTLS failed: no\x07 certificate\r\n+OK more\r\n");
+        for cut in 0..wire.len() {
+            let mut s = PlainSniffer::default();
+            s.feed(&wire[..cut]);
+            s.feed(&wire[cut..]);
+            assert!(s.complete(), "cut at {cut}");
+            assert_eq!(
+                s.line().as_deref(),
+                Some("-ERR STARTTLS failed: no certificate"),
+                "cut at {cut}"
+            );
+        }
+        let mut only_records = PlainSniffer::default();
+        only_records.feed(&wire[..16]);
+        assert!(!only_records.complete());
+        assert_eq!(only_records.line(), None);
+        // A greeting where a record was expected, cut short and longer than kept.
+        let mut greeting = PlainSniffer::default();
+        greeting.feed(b"+OK ");
+        assert!(!greeting.complete());
+        greeting.feed(&[b'x'; 600]);
+        assert!(greeting.complete());
+        assert_eq!(greeting.line().map(|l| l.len()), Some(512));
     }
 }

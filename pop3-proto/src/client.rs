@@ -163,7 +163,9 @@ pub enum ClientError {
     /// The server did not answer in time.
     #[error("timed out waiting for the server")]
     Timeout,
-    /// The SASL exchange failed on the client side (e.g. a bad SCRAM server signature).
+    /// The SASL exchange failed on the client side: a bad SCRAM server signature, an `e=`
+    /// error, `+OK` before the SCRAM server signature, a malformed or unexpected challenge.
+    /// The session is over (nothing more is sent, not even `*` or `QUIT`).
     #[error("SASL: {0}")]
     Sasl(String),
     /// The session is closed.
@@ -550,6 +552,11 @@ impl Client {
     /// `AUTH` with a SASL mechanism, run to completion by the machine. `nonce` is fresh random
     /// printable data from the caller (used by SCRAM). The initial response is sent inline
     /// unless that would make the line longer than the limit (RFC 5034 §4).
+    ///
+    /// The session reaches TRANSACTION only through a complete exchange: for SCRAM-SHA-256
+    /// that includes a server signature that verifies (mutual authentication, RFC 5802 §5).
+    /// A challenge the mechanism refuses, or `+OK` too early, ends the session with
+    /// [`ClientError::Sasl`], sending nothing more.
     pub fn auth(&mut self, creds: ClientCredentials, nonce: &[u8]) -> Result<Handle, ClientError> {
         let mut exchange = ClientExchange::new(creds, nonce);
         let mechanism = exchange.mechanism();
@@ -1084,16 +1091,25 @@ impl Client {
     }
 
     fn sasl_challenge(&mut self, content: &[u8]) {
-        let response = match (decode::parse_continuation(content), self.sasl.as_mut()) {
-            (Ok(ch), Some(ex)) => ex.step(ch.0.expose_secret()).map_err(|e| e.to_string()),
-            (Err(e), _) => Err(format!("undecodable challenge: {e}")),
-            (Ok(_), None) => Err("no SASL exchange".into()),
+        let Some(ex) = self.sasl.as_mut() else {
+            // An AUTH sent with `send`, whose exchange the caller runs elsewhere: nothing here
+            // can answer, so cancel (RFC 5034 §4); the server's -ERR completes the command.
+            SaslResponse::Cancel.encode(&mut self.out);
+            return;
+        };
+        let response = match decode::parse_continuation(content) {
+            Ok(ch) => ex.step(ch.0.expose_secret()).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("undecodable challenge: {e}")),
         };
         match response {
             Ok(data) => SaslResponse::Data(Secret::new(data)).encode(&mut self.out),
-            // RFC 5034 §4: a client that cannot go on cancels with "*"; the server answers
-            // -ERR, which completes the command.
-            Err(_) => SaslResponse::Cancel.encode(&mut self.out),
+            // The server sent what the mechanism refuses: a SCRAM server signature that does
+            // not verify (the server does not know the password: an impostor), an `e=` error,
+            // a malformed or extra challenge. The session ends here, with the reason, and
+            // nothing more is sent: no `*` (RFC 5034 §4 lets a client drop the connection
+            // instead), no QUIT (in AUTHORIZATION it commits nothing), and above all no
+            // second login that would hand a weaker mechanism's secret to that server.
+            Err(reason) => self.fail(ClientError::Sasl(reason)),
         }
     }
 }

@@ -23,7 +23,8 @@
 //!   and OAUTHBEARER; taking it marks it sent. If the line would be too long (RFC 5034 §4),
 //!   call `defer_initial_response()`: the first (empty) challenge is then answered with it.
 //! - `step(challenge) -> Result<Vec<u8>, SaslError>`: the response to a challenge. An `Err`
-//!   means: cancel with `*`.
+//!   means: cancel with `*`, or drop the connection, as the client machine
+//!   ([`crate::client::Client`]) does: it ends the session and sends nothing more.
 //! - `finish() -> Result<(), SaslError>`: call on `+OK`. For SCRAM it fails unless the server
 //!   signature arrived and verified; for XOAUTH2/OAUTHBEARER it fails after an error challenge.
 //! - `server_error() -> Option<&str>`: the JSON of an XOAUTH2/OAUTHBEARER error challenge (the
