@@ -29,6 +29,8 @@
 mod auth;
 mod cram;
 
+pub use auth::{mechanisms, sasl_answer};
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -98,9 +100,9 @@ impl Scheme {
         }
     }
 
-    /// Whether checking a password costs enough CPU to be worth running on the offloader
-    /// (everything but a comparison or two MD5 blocks).
-    fn is_costly(self) -> bool {
+    /// Whether checking a password costs enough CPU to be worth running off an async
+    /// runtime's worker threads (everything but a comparison or two MD5 blocks).
+    pub fn is_costly(self) -> bool {
         self.cost_rank() > 0
     }
 }
@@ -261,6 +263,35 @@ impl fmt::Debug for PasswdEntry {
 }
 
 impl PasswdEntry {
+    /// Parses one user's credentials from the user name and the password field of a
+    /// passwd-file line (`{SCHEME}secret`, or a bare `crypt()` hash), as a store that keeps
+    /// passwords in this format elsewhere (a database column) needs. The same rules as
+    /// [`PasswdFile::parse`] apply, line by line.
+    ///
+    /// ```
+    /// use pop3_server_core::passwd::{LineError, PasswdEntry, Scheme};
+    ///
+    /// let entry = PasswdEntry::parse("alice", "{PLAIN}secret")?;
+    /// assert_eq!(entry.scheme(), Scheme::Plain);
+    /// assert!(entry.verify_password(b"secret"));
+    /// assert_eq!(PasswdEntry::parse("alice", "").unwrap_err(), LineError::EmptyPassword);
+    /// # Ok::<(), LineError>(())
+    /// ```
+    pub fn parse(user: &str, password: &str) -> Result<PasswdEntry, LineError> {
+        if user.is_empty() {
+            return Err(LineError::EmptyUser);
+        }
+        if password.is_empty() {
+            return Err(LineError::EmptyPassword);
+        }
+        let (scheme, stored) = parse_password(password)?;
+        Ok(PasswdEntry {
+            user: user.to_owned(),
+            scheme,
+            stored,
+        })
+    }
+
     /// The user name, exactly as in the file.
     pub fn user(&self) -> &str {
         &self.user
@@ -319,6 +350,17 @@ impl PasswdEntry {
             Stored::CramMd5(ctx) => CramContexts::from_key(password).ct_eq(ctx),
             Stored::Scram(secret) => scram_verify(secret, password),
         }
+    }
+
+    /// Checks an APOP digest (RFC 1939 §7) against this connection's timestamp: possible
+    /// only for `{PLAIN}` entries, `false` for any other scheme.
+    pub fn verify_apop(
+        &self,
+        timestamp: &pop3_proto::Timestamp,
+        digest: &pop3_proto::ApopDigest,
+    ) -> bool {
+        self.plaintext()
+            .is_some_and(|secret| pop3_proto::sasl::verify_apop(timestamp, secret, digest))
     }
 
     /// Checks a CRAM-MD5 response digest (`HMAC-MD5(password, challenge)`, RFC 2195).
@@ -573,19 +615,8 @@ fn parse_line(line: &str) -> Result<PasswdEntry, LineError> {
     let (user, rest) = line
         .split_once(':')
         .ok_or(LineError::MissingPasswordField)?;
-    if user.is_empty() {
-        return Err(LineError::EmptyUser);
-    }
     let password = rest.split(':').next().unwrap_or("");
-    if password.is_empty() {
-        return Err(LineError::EmptyPassword);
-    }
-    let (scheme, stored) = parse_password(password)?;
-    Ok(PasswdEntry {
-        user: user.to_owned(),
-        scheme,
-        stored,
-    })
+    PasswdEntry::parse(user, password)
 }
 
 /// Encodings Dovecot allows as a `.suffix` on the scheme name.

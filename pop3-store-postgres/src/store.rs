@@ -1,0 +1,501 @@
+//! The store as a [`MailStore`]: snapshots, leases, streaming readers, commits.
+
+use std::io;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pop3_proto::Uid;
+use pop3_server_core::backend::{self, MailStore, MaildropLock, MessageInfo, StoreError};
+
+use crate::blobs::BlobStream;
+use crate::body::TopCut;
+use crate::{PgStore, Shared, auth, spawn_on, temporary};
+
+/// How often the background task re-reads which mechanisms the stored schemes allow.
+const CAPS_REFRESH: Duration = Duration::from_secs(60);
+
+/// Takes the snapshot of `user`'s maildrop in one statement: the user's row joined with its
+/// messages (none: no such user), and whether an unexpired lease exists.
+const SNAPSHOT: &str = "SELECT m.id, m.uidl, m.size_crlf, \
+         EXISTS (SELECT 1 FROM leases l WHERE l.user_name = u.name AND l.expires_at > now()) \
+     FROM users u LEFT JOIN messages m ON m.user_name = u.name \
+     WHERE u.name = $1 ORDER BY m.id";
+
+/// Takes the lease of `$1` for holder `$2` unless an unexpired one exists.
+const TAKE_LEASE: &str = "INSERT INTO leases (user_name, holder, expires_at) \
+     VALUES ($1, $2, now() + make_interval(secs => $3)) \
+     ON CONFLICT (user_name) DO UPDATE \
+     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+     WHERE leases.expires_at < now() \
+     RETURNING holder";
+
+const RELEASE_LEASE: &str = "DELETE FROM leases WHERE user_name = $1 AND holder = $2";
+
+/// A snapshot as read: ids, infos, and whether a lease was live.
+struct Snapshot {
+    ids: Vec<i64>,
+    messages: Vec<MessageInfo>,
+    leased: bool,
+}
+
+async fn snapshot(shared: &Shared, user: &str) -> Result<Snapshot, StoreError> {
+    let client = shared.client().await?;
+    let statement = client.prepare_cached(SNAPSHOT).await.map_err(temporary)?;
+    let rows = client
+        .query(&statement, &[&user])
+        .await
+        .map_err(temporary)?;
+    if rows.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    let mut snap = Snapshot {
+        ids: Vec::with_capacity(rows.len()),
+        messages: Vec::with_capacity(rows.len()),
+        leased: false,
+    };
+    for row in rows {
+        snap.leased |= row.get::<_, bool>(3);
+        let Some(id) = row.get::<_, Option<i64>>(0) else {
+            continue;
+        };
+        let uidl: String = row.get(1);
+        let size: i64 = row.get(2);
+        let uid = Uid::new(uidl.as_bytes())
+            .map_err(|_| StoreError::Permanent(format!("message {id} has an invalid unique id")))?;
+        snap.ids.push(id);
+        snap.messages.push(MessageInfo {
+            uid,
+            size: u64::try_from(size).unwrap_or(0),
+        });
+    }
+    Ok(snap)
+}
+
+impl MailStore for PgStore {
+    type Maildrop = PgDrop;
+
+    async fn open(&self, user: &str, lock: MaildropLock) -> Result<PgDrop, StoreError> {
+        let name = user.to_owned();
+        match lock {
+            MaildropLock::Exclusive => {
+                let holder = self.shared().new_holder();
+                let h = holder.clone();
+                let snap = self
+                    .spawn(move |shared| async move {
+                        let lease_secs = shared.lease.as_secs_f64();
+                        let client = shared.client().await?;
+                        let taken = client
+                            .query_opt(TAKE_LEASE, &[&name, &h, &lease_secs])
+                            .await
+                            .map_err(temporary)?;
+                        if taken.is_none() {
+                            return Err(StoreError::InUse);
+                        }
+                        drop(client);
+                        match snapshot(&shared, &name).await {
+                            Ok(snap) => Ok(snap),
+                            Err(e) => {
+                                if let Ok(client) = shared.client().await {
+                                    let _ = client.execute(RELEASE_LEASE, &[&name, &h]).await;
+                                }
+                                Err(e)
+                            }
+                        }
+                    })
+                    .await?;
+                let lease = LeaseGuard::new(self.shared(), user, holder);
+                Ok(PgDrop::new(self.clone(), user, snap, Some(lease)))
+            }
+            // `MaildropLock` may grow; anything else is a snapshot.
+            _ => {
+                let snap = self
+                    .spawn(move |shared| async move { snapshot(&shared, &name).await })
+                    .await?;
+                if snap.leased {
+                    return Err(StoreError::InUse);
+                }
+                Ok(PgDrop::new(self.clone(), user, snap, None))
+            }
+        }
+    }
+}
+
+/// An exclusive session's lease: renewed while registered in [`Shared::held`], released
+/// when dropped unless the commit already removed it.
+struct LeaseGuard {
+    shared: Arc<Shared>,
+    user: String,
+    holder: String,
+    /// The commit deleted the row.
+    released: bool,
+}
+
+impl LeaseGuard {
+    fn new(shared: &Arc<Shared>, user: &str, holder: String) -> LeaseGuard {
+        shared.held().insert(holder.clone(), user.to_owned());
+        LeaseGuard {
+            shared: Arc::clone(shared),
+            user: user.to_owned(),
+            holder,
+            released: false,
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.shared.held().remove(&self.holder);
+        if self.released {
+            return;
+        }
+        let (user, holder) = (self.user.clone(), self.holder.clone());
+        let shared = Arc::clone(&self.shared);
+        // Best effort: if it fails (or the runtime is gone) the lease expires.
+        drop(self.shared.handle.spawn(async move {
+            if let Ok(client) = shared.pool.get().await {
+                let _ = client.execute(RELEASE_LEASE, &[&user, &holder]).await;
+            }
+        }));
+    }
+}
+
+/// The background task of a [`PgStore`]: renews every lease it holds in one statement, every
+/// third of the lease, and refreshes the mechanism list now and then. Ends when the store is
+/// dropped (or [`PgStore::stop_lease_renewal`]).
+pub(crate) async fn renew_leases(shared: Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => s.lease / 3,
+        None => return,
+    };
+    let mut caps_due = Instant::now();
+    loop {
+        {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let holders: Vec<String> = shared.held().keys().cloned().collect();
+            if !holders.is_empty() {
+                let secs = shared.lease.as_secs_f64();
+                if let Ok(client) = shared.pool.get().await {
+                    // Leases not renewed here are lost: their commits will fail.
+                    let _ = client
+                        .execute(
+                            "UPDATE leases SET expires_at = now() + make_interval(secs => $2) \
+                             WHERE holder = ANY($1) AND expires_at > now()",
+                            &[&holders, &secs],
+                        )
+                        .await;
+                }
+            }
+            if Instant::now() >= caps_due {
+                caps_due = Instant::now() + CAPS_REFRESH;
+                let _ = auth::refresh_caps(&shared).await;
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// An open maildrop of a [`PgStore`]: the snapshot taken at login, and for an exclusive
+/// session its lease. Holds no database connection.
+pub struct PgDrop {
+    store: PgStore,
+    user: String,
+    ids: Vec<i64>,
+    messages: Vec<MessageInfo>,
+    lease: Option<LeaseGuard>,
+}
+
+impl std::fmt::Debug for PgDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDrop")
+            .field("user", &self.user)
+            .field("messages", &self.messages.len())
+            .field("exclusive", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl PgDrop {
+    fn new(store: PgStore, user: &str, snap: Snapshot, lease: Option<LeaseGuard>) -> PgDrop {
+        PgDrop {
+            store,
+            user: user.to_owned(),
+            ids: snap.ids,
+            messages: snap.messages,
+            lease,
+        }
+    }
+
+    /// The user whose maildrop this is.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+/// The first chunk of a message and where the rest comes from.
+enum Opened {
+    Pg(Option<Vec<u8>>),
+    Blob(BlobStream),
+}
+
+impl backend::Maildrop for PgDrop {
+    type Reader = PgReader;
+
+    fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    async fn open_message(
+        &mut self,
+        index: usize,
+        top: Option<u64>,
+    ) -> Result<PgReader, StoreError> {
+        let (Some(&id), Some(info)) = (self.ids.get(index), self.messages.get(index)) else {
+            return Err(StoreError::Temporary(format!(
+                "no message at index {index}"
+            )));
+        };
+        let size = info.size;
+        let opened = self
+            .store
+            .spawn(move |shared| async move {
+                let client = shared.client().await?;
+                let row = client
+                    .query_opt(
+                        "SELECT m.blob_key, b.data FROM messages m \
+                         LEFT JOIN bodies b ON b.message_id = m.id AND b.seq = 0 \
+                         WHERE m.id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(temporary)?;
+                drop(client);
+                let Some(row) = row else {
+                    return Err(StoreError::Temporary(
+                        "the message has been removed by another session".into(),
+                    ));
+                };
+                match (row.get::<_, Option<String>>(0), &shared.blobs) {
+                    (Some(key), Some(blobs)) => match blobs.get(&key).await {
+                        Ok(Some(stream)) => Ok(Opened::Blob(stream)),
+                        Ok(None) => Err(StoreError::Temporary(
+                            "the message body is missing from the object store".into(),
+                        )),
+                        Err(e) => Err(StoreError::Temporary(e)),
+                    },
+                    (Some(_), None) => Err(StoreError::Permanent(
+                        "the message body is in an object store, but none is configured".into(),
+                    )),
+                    (None, _) => Ok(Opened::Pg(row.get::<_, Option<Vec<u8>>>(1))),
+                }
+            })
+            .await?;
+        let (source, first) = match opened {
+            Opened::Pg(first) => (Source::Pg { id, next_seq: 1 }, first),
+            Opened::Blob(stream) => (Source::Blob(Some(stream)), None),
+        };
+        let first = first.map(Bytes::from).unwrap_or_default();
+        Ok(PgReader {
+            shared: Arc::clone(self.store.shared()),
+            source,
+            fetched: first.len() as u64,
+            buf: first,
+            size,
+            cut: top.map_or_else(TopCut::all, TopCut::top),
+            ended: false,
+        })
+    }
+
+    async fn commit(mut self, delete: Vec<usize>) -> Result<(), StoreError> {
+        let mut marked = delete;
+        marked.sort_unstable();
+        marked.dedup();
+        let uidls: Vec<String> = marked
+            .iter()
+            .filter_map(|&i| self.messages.get(i))
+            .map(|m| String::from_utf8_lossy(m.uid.as_bytes()).into_owned())
+            .collect();
+        let holder = self.lease.as_ref().map(|l| l.holder.clone());
+        if uidls.is_empty() {
+            // Nothing to delete; the lease (if any) is released by the drop.
+            return Ok(());
+        }
+        let user = self.user.clone();
+        let removed_blobs = self
+            .store
+            .spawn(move |shared| async move {
+                let mut client = shared.client().await?;
+                let tx = client.transaction().await.map_err(temporary)?;
+                if let Some(holder) = &holder {
+                    let ours = tx
+                        .query_opt(
+                            "SELECT 1 FROM leases WHERE user_name = $1 AND holder = $2 \
+                             AND expires_at > now() FOR UPDATE",
+                            &[&user, holder],
+                        )
+                        .await
+                        .map_err(temporary)?;
+                    if ours.is_none() {
+                        return Err(StoreError::Temporary(
+                            "the maildrop lease was lost; nothing was deleted".into(),
+                        ));
+                    }
+                }
+                let rows = tx
+                    .query(
+                        "DELETE FROM messages WHERE user_name = $1 AND uidl = ANY($2) \
+                         RETURNING blob_key",
+                        &[&user, &uidls],
+                    )
+                    .await
+                    .map_err(temporary)?;
+                if let Some(holder) = &holder {
+                    tx.execute(RELEASE_LEASE, &[&user, holder])
+                        .await
+                        .map_err(temporary)?;
+                }
+                tx.commit().await.map_err(temporary)?;
+                let keys: Vec<String> = rows
+                    .iter()
+                    .filter_map(|r| r.get::<_, Option<String>>(0))
+                    .collect();
+                Ok(keys)
+            })
+            .await?;
+        if let Some(lease) = self.lease.as_mut() {
+            lease.released = true;
+        }
+        if !removed_blobs.is_empty() {
+            // The rows are gone: the objects are orphans now. Removed in the background;
+            // whatever fails here, `gc` removes later.
+            let shared = Arc::clone(self.store.shared());
+            drop(self.store.shared().handle.spawn(async move {
+                if let Some(blobs) = &shared.blobs {
+                    for key in removed_blobs {
+                        let _ = blobs.delete(&key).await;
+                    }
+                }
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Where a reader's next chunks come from.
+enum Source {
+    /// Rows of `bodies`, from `next_seq` on.
+    Pg { id: i64, next_seq: i32 },
+    /// An object-store download (`None` while a read of it is under way elsewhere).
+    Blob(Option<BlobStream>),
+}
+
+/// Streams one message of a [`PgDrop`], chunk by chunk (one row of `bodies`, or one piece of
+/// the download), taking a pooled connection for each chunk only. For `TOP` it stops after the
+/// header and the requested lines.
+pub struct PgReader {
+    shared: Arc<Shared>,
+    source: Source,
+    /// The current chunk; what is left of it.
+    buf: Bytes,
+    /// Octets of the message fetched so far.
+    fetched: u64,
+    /// The size in the snapshot.
+    size: u64,
+    cut: TopCut,
+    ended: bool,
+}
+
+impl std::fmt::Debug for PgReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReader")
+            .field("fetched", &self.fetched)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgReader {
+    /// The next chunk of the message, `None` at its end.
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        let failed = |e: StoreError| io::Error::other(e.to_string());
+        match &mut self.source {
+            Source::Pg { id, next_seq } => {
+                let (id, seq) = (*id, *next_seq);
+                let chunk = spawn_on(&self.shared, move |shared| async move {
+                    let client = shared.client().await?;
+                    let row = client
+                        .query_opt(
+                            "SELECT data FROM bodies WHERE message_id = $1 AND seq = $2",
+                            &[&id, &seq],
+                        )
+                        .await
+                        .map_err(temporary)?;
+                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                })
+                .await
+                .map_err(failed)?;
+                *next_seq += 1;
+                Ok(chunk.map(Bytes::from))
+            }
+            Source::Blob(slot) => {
+                let Some(mut stream) = slot.take() else {
+                    return Err(io::Error::other("an earlier read was interrupted"));
+                };
+                let (stream, item) = spawn_on(&self.shared, move |_| async move {
+                    use futures_util::StreamExt as _;
+                    let item = stream.next().await;
+                    Ok((stream, item))
+                })
+                .await
+                .map_err(failed)?;
+                *slot = Some(stream);
+                match item {
+                    None => Ok(None),
+                    Some(Ok(bytes)) => Ok(Some(bytes)),
+                    Some(Err(e)) => Err(io::Error::other(e)),
+                }
+            }
+        }
+    }
+}
+
+impl backend::MessageReader for PgReader {
+    async fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.ended || self.cut.is_done() || out.is_empty() {
+                return Ok(0);
+            }
+            if !self.buf.is_empty() {
+                let take = self.buf.len().min(out.len());
+                let n = self.cut.admit(&self.buf[..take]);
+                out[..n].copy_from_slice(&self.buf[..n]);
+                let _ = self.buf.split_to(n);
+                if n == 0 {
+                    continue;
+                }
+                return Ok(n);
+            }
+            match self.next_chunk().await? {
+                Some(chunk) => {
+                    self.fetched += chunk.len() as u64;
+                    if self.fetched > self.size {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the message is longer than its recorded size",
+                        ));
+                    }
+                    self.buf = chunk;
+                }
+                None if self.fetched < self.size => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the message was removed while it was being read",
+                    ));
+                }
+                None => self.ended = true,
+            }
+        }
+    }
+}
