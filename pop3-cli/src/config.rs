@@ -158,6 +158,8 @@ pub(crate) struct ConfigFile {
     log: Log,
     #[serde(default, skip_serializing_if = "Metrics::is_empty")]
     metrics: Metrics,
+    #[serde(default, skip_serializing_if = "Lmtp::is_empty")]
+    lmtp: Lmtp,
     #[serde(default, rename = "listener", skip_serializing_if = "Vec::is_empty")]
     listeners: Vec<Listener>,
 }
@@ -176,6 +178,8 @@ struct Users {
 struct Store {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     maildir_root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    postgres: Option<pop3_store_postgres::PgConfig>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -240,6 +244,21 @@ impl Metrics {
     }
 }
 
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Lmtp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_message_size: Option<u64>,
+}
+
+impl Lmtp {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none() && self.max_message_size.is_none()
+    }
+}
+
 /// `FILE:LINE:COLUMN: message` for a TOML error at `span` of `text`.
 fn located(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
     let Some(span) = span else {
@@ -276,6 +295,16 @@ fn load(path: &Path) -> Result<ConfigFile, Error> {
         fix(&mut l.key);
     }
     Ok(file)
+}
+
+/// The `[store]` of the configuration file at `path`: its Maildir root and its PostgreSQL
+/// store (for `pop3 deliver`, `migrate`, `import` and `gc`).
+pub(crate) fn store_of_file(
+    path: &Path,
+) -> Result<(Option<PathBuf>, Option<pop3_store_postgres::PgConfig>), String> {
+    load(path)
+        .map(|file| (file.store.maildir_root, file.store.postgres))
+        .map_err(|e| e.to_string())
 }
 
 /// Reads `args.config` (if any) into `args`, except what the command line gave.
@@ -315,11 +344,23 @@ fn merge(args: &mut ServeArgs, matches: &ArgMatches, file: ConfigFile) -> Result
         policy,
         log,
         metrics,
+        lmtp,
         listeners,
     } = file;
     set_some!(users, users.passwd_file);
     set_some!(auth_threads, users.auth_threads);
+    if store.postgres.is_some() && store.maildir_root.is_some() {
+        return Err("[store]: maildir_root and postgres are two different stores: give one".into());
+    }
     set_some!(maildir_root, store.maildir_root);
+    if given(matches, "postgres") {
+        args.postgres_config = args
+            .postgres
+            .clone()
+            .map(pop3_store_postgres::PgConfig::new);
+    } else if !given(matches, "maildir_root") {
+        args.postgres_config = store.postgres;
+    }
     if tls.cert.is_some() != tls.key.is_some() {
         return Err("[tls] needs both cert and key".into());
     }
@@ -343,6 +384,8 @@ fn merge(args: &mut ServeArgs, matches: &ArgMatches, file: ConfigFile) -> Result
     set!(log_format, log.format);
     set!(log_level, log.level);
     set_some!(metrics_listen, metrics.listen);
+    set_some!(lmtp_listen, lmtp.listen);
+    set!(lmtp_max_message_size, lmtp.max_message_size);
     if !given(matches, "listen") && !given(matches, "tls_listen") {
         args.listeners = listeners;
     }
@@ -435,6 +478,10 @@ fn effective(args: &ServeArgs, listeners: &[ListenerSpec]) -> ConfigFile {
         },
         store: Store {
             maildir_root: args.maildir_root.clone(),
+            postgres: args
+                .postgres_config
+                .as_ref()
+                .map(pop3_store_postgres::PgConfig::redacted),
         },
         tls: Tls {
             cert: args.cert.clone(),
@@ -458,6 +505,13 @@ fn effective(args: &ServeArgs, listeners: &[ListenerSpec]) -> ConfigFile {
         },
         metrics: Metrics {
             listen: args.metrics_listen.clone(),
+        },
+        lmtp: Lmtp {
+            listen: args.lmtp_listen.clone(),
+            max_message_size: args
+                .lmtp_listen
+                .as_ref()
+                .map(|_| args.lmtp_max_message_size),
         },
         listeners: listeners
             .iter()
@@ -559,6 +613,9 @@ mod tests {
     /// The flags `merge` takes from the file (by clap id), `--listen`/`--tls-listen` being the
     /// `[[listener]]`s.
     const MAPPED: &[&str] = &[
+        "postgres",
+        "lmtp_listen",
+        "lmtp_max_message_size",
         "listen",
         "tls_listen",
         "maildir_root",

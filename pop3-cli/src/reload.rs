@@ -81,11 +81,17 @@ impl Certs {
     }
 }
 
-/// Everything `SIGHUP` reloads.
-pub(crate) struct Reloader {
-    pub(crate) users_path: PathBuf,
+/// The users file and the backend whose users it replaces.
+pub(crate) struct UsersFile {
+    pub(crate) path: PathBuf,
     pub(crate) offload: Arc<dyn Offload>,
     pub(crate) backend: Arc<Backend<Users, MaildirStore>>,
+}
+
+/// Everything `SIGHUP` reloads.
+pub(crate) struct Reloader {
+    /// The users file, when the users come from one (not from a database).
+    pub(crate) users: Option<UsersFile>,
     pub(crate) certs: Certs,
 }
 
@@ -94,21 +100,21 @@ impl Reloader {
     /// as it was. Whether everything was reloaded.
     pub(crate) fn reload(&self) -> bool {
         let mut ok = true;
-        match PasswdFile::load(&self.users_path) {
-            Ok(file) => {
-                let users = file.len();
-                self.backend
-                    .auth
-                    .replace(file.with_offload(self.offload.clone()));
-                tracing::info!(file = %self.users_path.display(), users, "reload: users file read");
-            }
-            Err(e) => {
-                ok = false;
-                tracing::error!(
-                    file = %self.users_path.display(),
-                    error = %e,
-                    "reload: users file refused, the previous users stay in force"
-                );
+        if let Some(u) = &self.users {
+            match PasswdFile::load(&u.path) {
+                Ok(file) => {
+                    let users = file.len();
+                    u.backend.auth.replace(file.with_offload(u.offload.clone()));
+                    tracing::info!(file = %u.path.display(), users, "reload: users file read");
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(
+                        file = %u.path.display(),
+                        error = %e,
+                        "reload: users file refused, the previous users stay in force"
+                    );
+                }
             }
         }
         for c in &self.certs.0 {

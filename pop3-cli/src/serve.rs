@@ -7,18 +7,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pop3_server_core::backend::{Authenticator, MailStore};
+use pop3_server_core::deliver::Deliver;
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::passwd::PasswdFile;
 use pop3_server_core::reload::Reloadable;
 use pop3_server_core::session::{Backend, Policy};
+use pop3_store_postgres::{PgConfig, PgStore};
 use pop3_tokio::BlockingPool;
 use pop3_tokio::server::{ServerOptions, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{self, TlsMode};
-use crate::reload::{Certs, Reloader};
-use crate::{LogFormat, LogLevel, ServeArgs, demo, metrics, observe, systemd};
+use crate::reload::{Certs, Reloader, UsersFile};
+use crate::{LogFormat, LogLevel, ServeArgs, demo, lmtp, metrics, observe, systemd};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,11 +97,7 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         args.cert = Some(d.cert);
         args.key = Some(d.key);
     }
-    let root = args
-        .maildir_root
-        .clone()
-        .ok_or("--maildir-root DIR is required")?;
-    let users_path = args.users.clone().ok_or("--users FILE is required")?;
+    let store = store_of(&args)?;
     let specs = config::listeners(&args)?;
     if specs.is_empty() && inherited.is_empty() {
         return Err("nothing to listen on: give --listen ADDR and/or --tls-listen ADDR".into());
@@ -111,7 +110,6 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
     });
     let offload: Arc<dyn pop3_server_core::offload::Offload> =
         Arc::new(BlockingPool::new(runtime.handle().clone(), auth_threads));
-    let users = Reloadable::new(PasswdFile::load(&users_path)?.with_offload(offload.clone()));
     let specs = if inherited.is_empty() {
         specs.into_iter().map(|s| (s, None)).collect()
     } else {
@@ -143,109 +141,222 @@ pub(crate) fn run(mut args: ServeArgs) -> Result<(), Error> {
         None => observe::Telemetry::logs(),
     };
     let registry = Arc::new(registry);
-    let backend =
-        Backend::with_observer(users, MaildirStore::new(&root), policy, Arc::new(observer));
+    let observer: Arc<dyn pop3_server_core::observe::Observer> = Arc::new(observer);
     let mut options = ServerOptions::default();
     options.max_connections = args.max_connections;
     options.max_unauthenticated_per_ip = args.max_unauthenticated_per_ip;
-    let reloader = Arc::new(Reloader {
-        users_path,
-        offload,
-        backend: backend.clone(),
-        certs,
-    });
-    runtime.block_on(async move {
-        let mut signals = Signals::new();
-        let mut hangup = Hangup::new();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        if let Some(addr) = &args.metrics_listen {
-            let listener = TcpListener::bind(addr.as_str())
-                .await
-                .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
-            let local = listener.local_addr()?;
-            tracing::info!(%local, "metrics at http://{local}/metrics");
-            tokio::spawn(metrics::serve(listener, registry.clone(), stop_rx.clone()));
+    let listeners = Listeners {
+        specs,
+        tls_of,
+        options,
+        registry,
+        is_demo,
+    };
+    match store {
+        Store::Maildir { root, users_path } => {
+            let users =
+                Reloadable::new(PasswdFile::load(&users_path)?.with_offload(offload.clone()));
+            let backend = Backend::with_observer(users, MaildirStore::new(&root), policy, observer);
+            let deliver = Arc::new(lmtp::PasswdMaildir::new(backend.clone()));
+            let reloader = Arc::new(Reloader {
+                users: Some(UsersFile {
+                    path: users_path,
+                    offload,
+                    backend: backend.clone(),
+                }),
+                certs,
+            });
+            runtime.block_on(serve_all(args, listeners, backend, deliver, reloader))
         }
-        let mut servers = Vec::new();
-        let mut bound = Vec::new();
-        for ((spec, inherited), tls) in specs.into_iter().zip(tls_of) {
-            let socket_activated = inherited.is_some();
-            let listener = match inherited {
-                Some(l) => l
-                    .set_nonblocking(true)
-                    .and_then(|()| TcpListener::from_std(l))
-                    .map_err(|e| format!("socket activation ({}): {e}", spec.name))?,
-                None => listen(&spec.address)
-                    .await
-                    .map_err(|e| format!("cannot listen on {}: {e}", spec.address))?,
-            };
-            let local = listener.local_addr()?;
-            let (implicit, mut options) = (spec.tls == TlsMode::Implicit, options.clone());
-            tracing::info!(
-                %local,
-                name = %spec.name,
-                tls = implicit,
-                stls = spec.tls == TlsMode::Starttls,
-                socket_activated,
-                "listening"
-            );
-            bound.push((local, implicit));
-            // TLS from the first byte, or offered through STLS on a plain listener.
-            let implicit = if implicit {
-                tls
-            } else {
-                options.tls = tls;
-                None
-            };
-            let mut stop = stop_rx.clone();
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            servers.push(tokio::spawn(serve(
-                listener,
-                backend.clone(),
-                implicit,
-                options.clone(),
-                shutdown,
-            )));
-        }
-        if is_demo {
-            print_demo(&bound);
-        }
-        systemd::ready(&format!("serving on {} listeners", bound.len()));
-        loop {
-            tokio::select! {
-                () = signals.next() => break,
-                () = hangup.recv() => {
-                    tracing::info!("SIGHUP: reloading the users file and the certificates");
-                    systemd::reloading();
-                    let r = reloader.clone();
-                    let ok = tokio::task::spawn_blocking(move || r.reload()).await.unwrap_or(false);
-                    systemd::ready(if ok {
-                        "reloaded"
-                    } else {
-                        "reload failed in part: see the log; the previous files stay in force"
-                    });
-                }
+        Store::Postgres(config) => {
+            let store = PgStore::with_handle(config, runtime.handle().clone())
+                .map_err(|e| format!("the PostgreSQL store: {e}"))?;
+            let applied = runtime
+                .block_on(store.migrate())
+                .map_err(|e| format!("the PostgreSQL store: migrations: {e}"))?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "PostgreSQL schema migrated");
             }
+            let backend = Backend::with_observer(store.clone(), store.clone(), policy, observer);
+            let reloader = Arc::new(Reloader { users: None, certs });
+            runtime.block_on(serve_all(
+                args,
+                listeners,
+                backend,
+                Arc::new(store),
+                reloader,
+            ))
         }
-        systemd::stopping();
-        tracing::info!(
-            "shutting down: no new connections; sessions that do not QUIT commit nothing (a second signal stops at once)"
-        );
-        let _ = stop_tx.send(true);
-        let all = async {
-            for s in servers {
-                let _ = s.await;
-            }
-        };
-        tokio::select! {
-            () = all => {}
-            // Ending the process commits nothing either: deletions happen only on QUIT.
-            () = signals.next() => tracing::info!("second signal: stopping now"),
+    }
+}
+
+/// Where the mail and the users are.
+enum Store {
+    /// Maildirs under `root`, users from a passwd-file.
+    Maildir {
+        root: std::path::PathBuf,
+        users_path: std::path::PathBuf,
+    },
+    /// Everything in PostgreSQL (bodies there or in S3).
+    Postgres(PgConfig),
+}
+
+fn store_of(args: &ServeArgs) -> Result<Store, Error> {
+    if let Some(config) = &args.postgres_config {
+        if args.maildir_root.is_some() {
+            return Err("give a Maildir root or a PostgreSQL store, not both".into());
         }
-        Ok::<(), Error>(())
+        if args.users.is_some() {
+            return Err("with a PostgreSQL store the users are in the database: \
+                        `pop3 import` copies a passwd-file there"
+                .into());
+        }
+        return Ok(Store::Postgres(config.clone()));
+    }
+    Ok(Store::Maildir {
+        root: args
+            .maildir_root
+            .clone()
+            .ok_or("--maildir-root DIR (or a PostgreSQL store) is required")?,
+        users_path: args.users.clone().ok_or("--users FILE is required")?,
     })
+}
+
+/// The POP3 listeners, as configured, and what they share.
+struct Listeners {
+    specs: Vec<(config::ListenerSpec, Option<std::net::TcpListener>)>,
+    tls_of: Vec<Option<Arc<rustls::ServerConfig>>>,
+    options: ServerOptions,
+    registry: Arc<prometheus_client::registry::Registry>,
+    is_demo: bool,
+}
+
+/// Serves the listeners (and LMTP, when asked) over one backend until a signal stops it.
+async fn serve_all<A, S, D>(
+    args: ServeArgs,
+    listeners: Listeners,
+    backend: Arc<Backend<A, S>>,
+    deliver: Arc<D>,
+    reloader: Arc<Reloader>,
+) -> Result<(), Error>
+where
+    A: Authenticator,
+    S: MailStore,
+    D: Deliver,
+{
+    let Listeners {
+        specs,
+        tls_of,
+        options,
+        registry,
+        is_demo,
+    } = listeners;
+    let mut signals = Signals::new();
+    let mut hangup = Hangup::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = &args.metrics_listen {
+        let listener = TcpListener::bind(addr.as_str())
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(%local, "metrics at http://{local}/metrics");
+        tokio::spawn(metrics::serve(listener, registry.clone(), stop_rx.clone()));
+    }
+    let mut servers = Vec::new();
+    let mut bound = Vec::new();
+    for ((spec, inherited), tls) in specs.into_iter().zip(tls_of) {
+        let socket_activated = inherited.is_some();
+        let listener = match inherited {
+            Some(l) => l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map_err(|e| format!("socket activation ({}): {e}", spec.name))?,
+            None => listen(&spec.address)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", spec.address))?,
+        };
+        let local = listener.local_addr()?;
+        let (implicit, mut options) = (spec.tls == TlsMode::Implicit, options.clone());
+        tracing::info!(
+            %local,
+            name = %spec.name,
+            tls = implicit,
+            stls = spec.tls == TlsMode::Starttls,
+            socket_activated,
+            "listening"
+        );
+        bound.push((local, implicit));
+        // TLS from the first byte, or offered through STLS on a plain listener.
+        let implicit = if implicit {
+            tls
+        } else {
+            options.tls = tls;
+            None
+        };
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        servers.push(tokio::spawn(serve(
+            listener,
+            backend.clone(),
+            implicit,
+            options.clone(),
+            shutdown,
+        )));
+    }
+    if let Some(addr) = &args.lmtp_listen {
+        let listener = listen(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for LMTP: {e}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(%local, "listening for LMTP");
+        let mut config = pop3_lmtp::server::Config::default();
+        config.hostname = lmtp::hostname();
+        config.max_message_size = args.lmtp_max_message_size;
+        servers.push(tokio::spawn(lmtp::serve(
+            listener,
+            deliver.clone(),
+            config,
+            stop_rx.clone(),
+        )));
+    }
+    if is_demo {
+        print_demo(&bound);
+    }
+    systemd::ready(&format!("serving on {} listeners", bound.len()));
+    loop {
+        tokio::select! {
+            () = signals.next() => break,
+            () = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the users file and the certificates");
+                systemd::reloading();
+                let r = reloader.clone();
+                let ok = tokio::task::spawn_blocking(move || r.reload()).await.unwrap_or(false);
+                systemd::ready(if ok {
+                    "reloaded"
+                } else {
+                    "reload failed in part: see the log; the previous files stay in force"
+                });
+            }
+        }
+    }
+    systemd::stopping();
+    tracing::info!(
+        "shutting down: no new connections; sessions that do not QUIT commit nothing (a second signal stops at once)"
+    );
+    let _ = stop_tx.send(true);
+    let all = async {
+        for s in servers {
+            let _ = s.await;
+        }
+    };
+    tokio::select! {
+        () = all => {}
+        // Ending the process commits nothing either: deletions happen only on QUIT.
+        () = signals.next() => tracing::info!("second signal: stopping now"),
+    }
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, listened to from before the first listener is bound (a signal that

@@ -362,3 +362,34 @@ pub(crate) fn run(cmd: &mut Command) -> Output {
         stderr: t_err.join().unwrap(),
     }
 }
+
+impl Server {
+    /// The server's process id (to signal it).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGHUP (the users file and certificates are re-read) and waits for the log to
+    /// say so.
+    pub(crate) fn reload(&self) {
+        let before = self.log().matches("users file read").count();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_for_lines("users file read", before + 1);
+    }
+}
+
+/// Waits (up to 20 s) until something accepts connections on 127.0.0.1:`port`.
+pub(crate) fn wait_for_listener(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
