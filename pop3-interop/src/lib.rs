@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,8 +20,12 @@ use std::time::{Duration, Instant};
 use pop3_futures::{BoxFuture, Runtime};
 use pop3_proto::sasl::ClientCredentials;
 use pop3_proto::{Capability, MsgNum};
-use pop3_server_core::backend::{Authenticator, MailStore};
-use pop3_server_core::session::Backend;
+use pop3_server_core::backend::{Authenticator, MailStore, Maildrop, MaildropLock};
+use pop3_server_core::block_on;
+use pop3_server_core::deliver::Deliver;
+use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
+use pop3_server_core::session::{Backend, Policy};
+use pop3_store_postgres::{PgConfig, PgStore};
 use pop3_tokio::server::ServerOptions;
 
 /// How long one client session, one child program or one server start may take.
@@ -670,6 +675,187 @@ pub fn start_server_with<A: Authenticator, S: MailStore>(
         plain,
         tls: tlsa,
         stop: Some(stop),
+    }
+}
+
+/// Where a test server keeps its users and mail: the same tests run on each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// pop3-server-core's in-memory store and authenticator.
+    Memory,
+    /// A [`PgStore`] (users, metadata and bodies in PostgreSQL) on the database at this URL.
+    /// The database may be shared by several [`Mail`]s one after another: each empties the
+    /// maildrops of its users first.
+    Postgres(String),
+}
+
+impl std::fmt::Display for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Storage::Memory => "memory",
+            Storage::Postgres(_) => "PostgreSQL",
+        })
+    }
+}
+
+/// A mail backend seeded with users and messages; any number of servers, of any adapter, can
+/// be started on it ([`Mail::start`]), and they share its users and maildrops.
+#[derive(Clone)]
+pub struct Mail {
+    backend: MailBackend,
+    /// Each user's unique ids as seeded, in order.
+    seeded: Arc<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Clone)]
+enum MailBackend {
+    Memory(MemoryAuthenticator, MemoryStore),
+    Postgres(PgStore),
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            MailBackend::Memory(..) => "memory",
+            MailBackend::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Mail")
+            .field("backend", &kind)
+            .field("seeded", &self.seeded)
+            .finish()
+    }
+}
+
+impl Mail {
+    /// A backend on `storage` with `users` (name, password) and `messages` (user, unique id,
+    /// octets) in order. The in-memory store keeps the messages as given, under the given
+    /// unique ids; the PostgreSQL store gets them through [`Deliver::deliver`] (which stores
+    /// them with CRLF line ends) and assigns its own unique ids (see [`Mail::uids`]), and its
+    /// users' passwords are stored `{PLAIN}` (so that SCRAM, CRAM-MD5 and APOP work, as with
+    /// the in-memory authenticator).
+    ///
+    /// Call it outside any async runtime: a [`PgStore`] built there runs on a runtime of its
+    /// own, so every server adapter (the blocking one included) can drive it.
+    pub fn new(
+        storage: &Storage,
+        users: &[(&str, &str)],
+        messages: &[(&str, &str, &[u8])],
+    ) -> Mail {
+        let mut seeded: BTreeMap<String, Vec<String>> = users
+            .iter()
+            .map(|(u, _)| ((*u).to_string(), Vec::new()))
+            .collect();
+        let backend = match storage {
+            Storage::Memory => {
+                let mut auth = MemoryAuthenticator::new();
+                let store = MemoryStore::new();
+                for (user, password) in users {
+                    auth.add_user(user, password);
+                    store.add_user(user);
+                }
+                for (user, uid, m) in messages {
+                    store.add_message(user, uid, m);
+                    seeded
+                        .entry((*user).to_string())
+                        .or_default()
+                        .push((*uid).to_string());
+                }
+                MailBackend::Memory(auth, store)
+            }
+            Storage::Postgres(url) => {
+                let store = PgStore::new(PgConfig::new(url.as_str())).expect("PgStore");
+                block_on(store.migrate()).expect("migrate the database");
+                for (user, password) in users {
+                    block_on(store.add_user(user, &format!("{{PLAIN}}{password}"), true))
+                        .expect("add a user");
+                    // Empty: an earlier fixture on the same database may have left mail.
+                    let drop =
+                        block_on(store.open(user, MaildropLock::Snapshot)).expect("open maildrop");
+                    let all = (0..drop.messages().len()).collect();
+                    block_on(drop.commit(all)).expect("empty the maildrop");
+                }
+                for (user, _, m) in messages {
+                    let delivered = block_on(store.deliver(user, m))
+                        .unwrap_or_else(|e| panic!("deliver to {user}: {e}"));
+                    seeded
+                        .entry((*user).to_string())
+                        .or_default()
+                        .push(delivered.uid.as_str().to_string());
+                }
+                MailBackend::Postgres(store)
+            }
+        };
+        Mail {
+            backend,
+            seeded: Arc::new(seeded),
+        }
+    }
+
+    /// Starts a server adapter on this backend with `policy` (see [`start_server`]).
+    pub fn start(&self, kind: ServerKind, policy: Policy, tls: &Tls) -> RunningServer {
+        self.start_with(kind, policy, tls, ServerOptions::default())
+    }
+
+    /// [`Mail::start`] with these accept-loop options (see [`start_server_with`]).
+    pub fn start_with(
+        &self,
+        kind: ServerKind,
+        policy: Policy,
+        tls: &Tls,
+        options: ServerOptions,
+    ) -> RunningServer {
+        match &self.backend {
+            MailBackend::Memory(auth, store) => start_server_with(
+                kind,
+                Backend::new(auth.clone(), store.clone(), policy),
+                tls,
+                options,
+            ),
+            MailBackend::Postgres(store) => start_server_with(
+                kind,
+                Backend::new(store.clone(), store.clone(), policy),
+                tls,
+                options,
+            ),
+        }
+    }
+
+    /// `user`'s unique ids as seeded, in order (the given ones in memory, the assigned ones
+    /// in PostgreSQL).
+    pub fn uids(&self, user: &str) -> Vec<String> {
+        self.seeded.get(user).cloned().unwrap_or_default()
+    }
+
+    /// `user`'s unique ids in the store now, in order (from a snapshot in PostgreSQL: call it
+    /// outside any async runtime).
+    pub fn current(&self, user: &str) -> Vec<String> {
+        match &self.backend {
+            MailBackend::Memory(_, store) => store.uids(user),
+            MailBackend::Postgres(store) => {
+                let drop =
+                    block_on(store.open(user, MaildropLock::Snapshot)).expect("open maildrop");
+                drop.messages()
+                    .iter()
+                    .map(|m| m.uid.as_str().to_string())
+                    .collect()
+            }
+        }
+    }
+
+    /// The in-memory store, if that is the backend (for its fault injection).
+    pub fn memory_store(&self) -> Option<&MemoryStore> {
+        match &self.backend {
+            MailBackend::Memory(_, store) => Some(store),
+            MailBackend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL store, if that is the backend.
+    pub fn pg_store(&self) -> Option<&PgStore> {
+        match &self.backend {
+            MailBackend::Memory(..) => None,
+            MailBackend::Postgres(store) => Some(store),
+        }
     }
 }
 

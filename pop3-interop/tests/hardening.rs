@@ -9,6 +9,14 @@
 //!
 //! Raw `std::net` clients speak the protocol by hand, so nothing in the workspace's client
 //! can hide a server fault. Every read and write has a timeout and every scenario is bounded.
+//!
+//! The tests of our servers run twice: on the in-memory store, and (`postgres::*`) on a
+//! `PgStore` with the bodies in PostgreSQL, seeded with the same users and messages (a fresh
+//! database per test; without PostgreSQL those print SKIPPED and pass). The STLS injection by
+//! a server runs against a hand-written fake server, so there is no store to vary.
+
+#[path = "../../pop3-store-postgres/tests/support/mod.rs"]
+mod pg;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,10 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pop3_interop::{
-    ClientKind, Login, Mode, Op, RunningServer, ServerKind, Tls, bounded, run_client, start_server,
+    ClientKind, Login, Mail, Mode, Op, RunningServer, ServerKind, Storage, Tls, bounded, run_client,
 };
-use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
-use pop3_server_core::session::{Backend, Policy};
+use pop3_server_core::session::Policy;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -30,23 +37,31 @@ fn small(i: usize) -> Vec<u8> {
     format!("Subject: {i}\r\n\r\nmessage {i}\r\n.dot line\r\n").into_bytes()
 }
 
-/// alice: three small messages; reader: one 16 MB message.
-fn server(kind: ServerKind, tls: &Tls) -> RunningServer {
-    let auth = MemoryAuthenticator::new()
-        .with_user("alice", "secret")
-        .with_user("reader", "secret");
-    let store = MemoryStore::new();
-    for i in 0..3 {
-        store.add_message("alice", &format!("a{i}"), &small(i));
-    }
-    store.add_message("reader", "big", &big());
+/// alice: three small messages; reader: one 16 MB message. Both with password `secret`.
+fn mail(storage: &Storage) -> Mail {
+    let smalls: Vec<Vec<u8>> = (0..3).map(small).collect();
+    let big = big();
+    Mail::new(
+        storage,
+        &[("alice", "secret"), ("reader", "secret")],
+        &[
+            ("alice", "a0", &smalls[0]),
+            ("alice", "a1", &smalls[1]),
+            ("alice", "a2", &smalls[2]),
+            ("reader", "big", &big),
+        ],
+    )
+}
+
+/// A server adapter on `mail`, with short timers and few login attempts.
+fn server(mail: &Mail, kind: ServerKind, tls: &Tls) -> RunningServer {
     let mut policy = Policy::default();
     policy.rules.plaintext_auth = true;
     policy.rules.command_timeout = COMMAND_TIMEOUT;
     policy.rules.idle_timeout = IDLE_TIMEOUT;
     policy.rules.auth_failure_delay = FAILURE_DELAY;
     policy.rules.max_auth_failures = 3;
-    start_server(kind, Backend::new(auth, store, policy), tls)
+    mail.start(kind, policy, tls)
 }
 
 fn big() -> Vec<u8> {
@@ -182,13 +197,13 @@ fn slow_reader(addr: SocketAddr) -> usize {
     got.len()
 }
 
-#[test]
-fn slow_clients_are_cut_off_by_the_timers_without_slowing_others() {
+fn slow_clients_are_cut_off(storage: Storage) {
     let tls = Tls::new();
+    let mail = mail(&storage);
     let runs: Vec<_> = ServerKind::ALL
         .into_iter()
         .map(|kind| {
-            let srv = server(kind, &tls);
+            let srv = server(&mail, kind, &tls);
             let addr = srv.plain;
             let t = std::thread::spawn(move || {
                 bounded(
@@ -220,8 +235,8 @@ fn slow_clients_are_cut_off_by_the_timers_without_slowing_others() {
     for (kind, srv, t) in runs {
         let (normal_done, cut, read) = t.join().unwrap();
         eprintln!(
-            "{kind:?}: 10 normal sessions done after {normal_done:?}; tricklers cut after \
-             {cut:?}; slow reader got {read} octets of {}",
+            "{kind:?} on {storage}: 10 normal sessions done after {normal_done:?}; tricklers \
+             cut after {cut:?}; slow reader got {read} octets of {}",
             big().len()
         );
         for c in &cut {
@@ -239,11 +254,11 @@ fn slow_clients_are_cut_off_by_the_timers_without_slowing_others() {
     }
 }
 
-#[test]
-fn failed_logins_are_delayed_then_the_connection_is_closed() {
+fn failed_logins_are_delayed(storage: Storage) {
     let tls = Tls::new();
+    let mail = mail(&storage);
     for kind in ServerKind::ALL {
-        let srv = server(kind, &tls);
+        let srv = server(&mail, kind, &tls);
         let addr = srv.plain;
         bounded(
             &format!("{kind:?} failed logins"),
@@ -275,9 +290,9 @@ fn failed_logins_are_delayed_then_the_connection_is_closed() {
     }
 }
 
-#[test]
-fn invalid_utf8_and_nul_anywhere_get_err_and_the_session_goes_on() {
+fn invalid_octets_get_err(storage: Storage) {
     let tls = Tls::new();
+    let mail = mail(&storage);
     let bad: [&[u8]; 8] = [
         b"US\0ER alice\r\n",
         b"USER \xff\xfe\r\n",
@@ -289,7 +304,7 @@ fn invalid_utf8_and_nul_anywhere_get_err_and_the_session_goes_on() {
         b"NOOP \x80\r\n",
     ];
     for kind in ServerKind::ALL {
-        let srv = server(kind, &tls);
+        let srv = server(&mail, kind, &tls);
         let addr = srv.plain;
         bounded(&format!("{kind:?} bad octets"), SCENARIO_LIMIT, move || {
             // In AUTHORIZATION: at most 9 errors in a row, then a good command.
@@ -317,11 +332,11 @@ fn invalid_utf8_and_nul_anywhere_get_err_and_the_session_goes_on() {
     }
 }
 
-#[test]
-fn stls_injection_by_a_client_is_discarded_by_every_server() {
+fn stls_injection_by_a_client_is_discarded(storage: Storage) {
     let tls = Tls::new();
+    let mail = mail(&storage);
     for kind in ServerKind::ALL {
-        let srv = server(kind, &tls);
+        let srv = server(&mail, kind, &tls);
         let (addr, client_cfg) = (srv.plain, tls.client.clone());
         bounded(
             &format!("{kind:?} STLS injection"),
@@ -460,46 +475,136 @@ fn stls_injection_by_a_server_fails_every_client() {
     }
 }
 
-#[test]
-fn a_storage_error_during_commit_answers_sys_temp_and_loses_nothing() {
+/// Makes the next commit on `mail` fail: the in-memory store removes one message, then fails;
+/// in PostgreSQL a trigger fails every DELETE of a message, and since the commit is one
+/// transaction, nothing is removed. Returns the messages (indexes of `small`) kept.
+fn fail_next_commit(mail: &Mail, storage: &Storage) -> Vec<usize> {
+    match storage {
+        Storage::Memory => {
+            mail.memory_store()
+                .expect("an in-memory store")
+                .fail_next_commit_after(1);
+            vec![1, 2]
+        }
+        Storage::Postgres(url) => {
+            psql(
+                url,
+                "CREATE FUNCTION interop_fail() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$BEGIN RAISE EXCEPTION 'injected storage failure'; END$$; \
+                 CREATE TRIGGER interop_fail BEFORE DELETE ON messages \
+                 FOR EACH ROW EXECUTE FUNCTION interop_fail();",
+            );
+            vec![0, 1, 2]
+        }
+    }
+}
+
+/// Undoes [`fail_next_commit`] (the in-memory store's failure is one-shot).
+fn heal(storage: &Storage) {
+    if let Storage::Postgres(url) = storage {
+        psql(
+            url,
+            "DROP TRIGGER interop_fail ON messages; DROP FUNCTION interop_fail();",
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let bindir = pg::pg_bindir().expect("PostgreSQL binaries");
+    let out = std::process::Command::new(bindir.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn a_storage_error_during_commit(storage: Storage) {
     let tls = Tls::new();
     for kind in ServerKind::ALL {
-        let auth = MemoryAuthenticator::new().with_user("alice", "secret");
-        let store = MemoryStore::new();
-        for i in 0..3 {
-            store.add_message("alice", &format!("a{i}"), &small(i));
-        }
-        let mut policy = Policy::default();
-        policy.rules.plaintext_auth = true;
-        let srv = start_server(kind, Backend::new(auth, store.clone(), policy), &tls);
+        // A fresh maildrop per adapter (on PostgreSQL: emptied and delivered again).
+        let mail = mail(&storage);
+        let uids = mail.uids("alice");
+        let srv = server(&mail, kind, &tls);
         let addr = srv.plain;
-        let s = store.clone();
-        bounded(
-            &format!("{kind:?} failed commit"),
+        let (m, st) = (mail.clone(), storage.clone());
+        let kept = bounded(
+            &format!("{kind:?} failed commit on {storage}"),
             SCENARIO_LIMIT,
             move || {
                 let mut c = Conn::open(addr);
                 c.login("alice");
                 assert!(c.cmd(b"DELE 1\r\n").starts_with("+OK"));
                 assert!(c.cmd(b"DELE 3\r\n").starts_with("+OK"));
-                // The store removes one message, then fails.
-                s.fail_next_commit_after(1);
+                let kept = fail_next_commit(&m, &st);
                 let quit = c.cmd(b"QUIT\r\n");
+                heal(&st);
                 assert!(quit.starts_with("-ERR [SYS/TEMP]"), "{kind:?}: {quit}");
                 assert!(c.closed_within(Duration::from_secs(5)));
-                // The unmarked message and the marked one not yet removed are still there, whole.
+                // The unmarked message and the marked ones not removed are still there, whole.
                 let mut c = Conn::open(addr);
                 c.login("alice");
-                assert!(c.cmd(b"STAT\r\n").starts_with("+OK 2 "), "{kind:?}");
-                assert!(c.cmd(b"UIDL 1\r\n").ends_with(" a1\r\n"));
-                assert!(c.cmd(b"RETR 1\r\n").starts_with("+OK"));
-                assert_eq!(c.body(), small(1));
-                assert!(c.cmd(b"RETR 2\r\n").starts_with("+OK"));
-                assert_eq!(c.body(), small(2));
+                let stat = c.cmd(b"STAT\r\n");
+                assert!(
+                    stat.starts_with(&format!("+OK {} ", kept.len())),
+                    "{kind:?}: {stat}"
+                );
+                for (n, &i) in kept.iter().enumerate() {
+                    let uidl = c.cmd(format!("UIDL {}\r\n", n + 1).as_bytes());
+                    let want = format!(" {}\r\n", m.uids("alice")[i]);
+                    assert!(uidl.ends_with(&want), "{kind:?}: {uidl}");
+                    assert!(
+                        c.cmd(format!("RETR {}\r\n", n + 1).as_bytes())
+                            .starts_with("+OK")
+                    );
+                    assert_eq!(c.body(), small(i));
+                }
                 assert!(c.cmd(b"QUIT\r\n").starts_with("+OK"));
+                kept
             },
         );
-        assert_eq!(store.uids("alice"), ["a1", "a2"]);
+        let want: Vec<String> = kept.iter().map(|&i| uids[i].clone()).collect();
+        assert_eq!(mail.current("alice"), want);
         srv.stop();
     }
+}
+
+/// A fresh database for a `postgres::*` test; `None` (after a SKIPPED line) without PostgreSQL.
+fn postgres() -> Option<Storage> {
+    pg::database().map(Storage::Postgres)
+}
+
+/// Each test twice, with the same assertions: `NAME` on the in-memory store and
+/// `postgres::NAME` on a PgStore (`$run(storage)`).
+macro_rules! on_both_stores {
+    ($($name:ident => $run:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $run(Storage::Memory);
+            }
+        )*
+        mod postgres {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(storage) = postgres() {
+                        $run(storage);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores! {
+    slow_clients_are_cut_off_by_the_timers_without_slowing_others => slow_clients_are_cut_off;
+    failed_logins_are_delayed_then_the_connection_is_closed => failed_logins_are_delayed;
+    invalid_utf8_and_nul_anywhere_get_err_and_the_session_goes_on => invalid_octets_get_err;
+    stls_injection_by_a_client_is_discarded_by_every_server => stls_injection_by_a_client_is_discarded;
+    a_storage_error_during_commit_answers_sys_temp_and_loses_nothing => a_storage_error_during_commit;
 }

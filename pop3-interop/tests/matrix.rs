@@ -5,18 +5,24 @@
 //! TOP, pipelined RETRs (`fetch_many`) and DELEs (`delete_many`), RSET, DELE, QUIT; then a
 //! second session sees exactly the deletions.
 //!
-//! One test per server adapter, so that they run in parallel and fail separately.
+//! All of it twice: on the in-memory store, and (`postgres::*`) on a `PgStore` with the bodies
+//! in PostgreSQL, seeded with the same users and messages (a fresh database per test, on the
+//! test binary's PostgreSQL cluster; without PostgreSQL those tests print SKIPPED and pass).
+//!
+//! One test per server adapter and storage, so that they run in parallel and fail separately.
+
+#[path = "../../pop3-store-postgres/tests/support/mod.rs"]
+mod pg;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use pop3_interop::{
-    ClientKind, Login, Mode, Op, ServerKind, Tls, run_client, start_server, top_of,
+    ClientKind, Login, Mail, Mode, Op, ServerKind, Storage, Tls, run_client, top_of,
 };
 use pop3_proto::Secret;
 use pop3_proto::sasl::ClientCredentials;
-use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
-use pop3_server_core::session::{Backend, Policy};
+use pop3_server_core::session::Policy;
 
 const SMALL: &[u8] =
     b"Subject: one\r\nFrom: a@example.com\r\n\r\nfirst\r\n.dot line\r\n.\r\n..\r\nlast\r\n";
@@ -61,27 +67,30 @@ fn creds_plain() -> Login {
     })
 }
 
-/// Runs the scenario for every client adapter and mode against one server adapter; returns
-/// one result line per combination.
-fn against(server: ServerKind) -> Vec<String> {
+/// Runs the scenario for every client adapter and mode against one server adapter on
+/// `storage`; returns one result line per combination.
+fn against(server: ServerKind, storage: Storage) -> Vec<String> {
     let big = big();
     let tls = Tls::new();
     let mut results = Vec::new();
     for client in ClientKind::ALL {
         for mode in Mode::ALL {
             let start = Instant::now();
-            let store = MemoryStore::new();
-            store.add_message("alice", "u1", SMALL);
-            store.add_message("alice", "u2", SECOND);
-            store.add_message("alice", "u3", &big);
+            // A fresh maildrop for each combination (on PostgreSQL: emptied and delivered
+            // again, in the test's database).
+            let mail = Mail::new(
+                &storage,
+                &[("alice", "pw")],
+                &[
+                    ("alice", "u1", SMALL),
+                    ("alice", "u2", SECOND),
+                    ("alice", "u3", big.as_slice()),
+                ],
+            );
+            let uids = mail.uids("alice");
             let mut policy = Policy::default();
             policy.rules.auth_failure_delay = Duration::from_millis(10);
-            let backend = Backend::new(
-                MemoryAuthenticator::new().with_user("alice", "pw"),
-                store.clone(),
-                policy,
-            );
-            let running = start_server(server, backend, &tls);
+            let running = mail.start(server, policy, &tls);
             let addr = if mode == Mode::Implicit {
                 running.tls
             } else {
@@ -102,7 +111,7 @@ fn against(server: ServerKind) -> Vec<String> {
                     SECOND.len() as u64,
                     big.len() as u64,
                 ]),
-                Op::Uidl(vec!["u1".into(), "u2".into(), "u3".into()]),
+                Op::Uidl(uids.clone()),
                 Op::Retr(3, big.clone()),
                 Op::RetrTo(3, big.clone()),
                 Op::Top(1, 0, top_of(SMALL, 0)),
@@ -119,7 +128,7 @@ fn against(server: ServerKind) -> Vec<String> {
                 Op::Noop,
                 Op::Quit,
             ];
-            let label = format!("{client:?} client x {server:?} server x {mode:?}");
+            let label = format!("{client:?} client x {server:?} server x {mode:?} on {storage}");
             let stats = run_client(client, mode, addr, tls.client.clone(), login.clone(), ops)
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
             assert_eq!(
@@ -140,12 +149,16 @@ fn against(server: ServerKind) -> Vec<String> {
             );
             let second = vec![
                 Op::Stat(2, (SMALL.len() + big.len()) as u64),
-                Op::Uidl(vec!["u1".into(), "u3".into()]),
+                Op::Uidl(vec![uids[0].clone(), uids[2].clone()]),
                 Op::Quit,
             ];
             run_client(client, mode, addr, tls.client.clone(), login, second)
                 .unwrap_or_else(|e| panic!("{label}, second session: {e}"));
-            assert_eq!(store.uids("alice"), ["u1", "u3"], "{label}");
+            assert_eq!(
+                mail.current("alice"),
+                [uids[0].clone(), uids[2].clone()],
+                "{label}"
+            );
             running.stop();
             results.push(format!(
                 "{label}: ok ({} chunks, largest {} octets, {:.1} s)",
@@ -160,22 +173,38 @@ fn against(server: ServerKind) -> Vec<String> {
     results
 }
 
-#[test]
-fn every_client_against_the_tokio_server() {
-    against(ServerKind::Tokio);
+/// A fresh database for a `postgres::*` test; `None` (after a SKIPPED line) without PostgreSQL.
+fn postgres() -> Option<Storage> {
+    pg::database().map(Storage::Postgres)
 }
 
-#[test]
-fn every_client_against_the_blocking_server() {
-    against(ServerKind::Blocking);
+/// Each test twice, with the same assertions: `NAME` on the in-memory store and
+/// `postgres::NAME` on a PgStore (`$run(args..., storage)`).
+macro_rules! on_both_stores {
+    ($($name:ident => $run:ident($($arg:expr),*);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $run($($arg,)* Storage::Memory);
+            }
+        )*
+        mod postgres {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(storage) = postgres() {
+                        $run($($arg,)* storage);
+                    }
+                }
+            )*
+        }
+    };
 }
 
-#[test]
-fn every_client_against_the_futures_server_on_smol() {
-    against(ServerKind::Smol);
-}
-
-#[test]
-fn every_client_against_the_futures_server_on_async_std() {
-    against(ServerKind::AsyncStd);
+on_both_stores! {
+    every_client_against_the_tokio_server => against(ServerKind::Tokio);
+    every_client_against_the_blocking_server => against(ServerKind::Blocking);
+    every_client_against_the_futures_server_on_smol => against(ServerKind::Smol);
+    every_client_against_the_futures_server_on_async_std => against(ServerKind::AsyncStd);
 }

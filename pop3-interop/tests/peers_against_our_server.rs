@@ -4,14 +4,22 @@
 //! RETR, DELE, RSET, QUIT), all byte-exact, against every server adapter. Two of them serve a
 //! Maildir with a passwd-file, the other two the in-memory store; the messages are the ones
 //! Dovecot serves in `dovecot_clients.rs`, so the expectations are the same.
+//!
+//! The curl and poplib sessions run again (`postgres::*`) against every server adapter on a
+//! `PgStore` (bodies in PostgreSQL) holding the same user and messages, with the same
+//! assertions; only the unique ids differ (PostgreSQL assigns them at delivery). A fresh
+//! database per test; without PostgreSQL those tests print SKIPPED and pass.
+
+#[path = "../../pop3-store-postgres/tests/support/mod.rs"]
+mod pg;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use pop3_interop::{
-    LIMIT, RunningServer, ServerKind, Tls, lf_to_crlf, peer_available, run_program, start_server,
-    stored_messages, top_of, write_maildir,
+    LIMIT, Mail, RunningServer, ServerKind, Storage, Tls, lf_to_crlf, peer_available, run_program,
+    start_server, stored_messages, top_of, write_maildir,
 };
 use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::memory::{MemoryAuthenticator, MemoryStore};
@@ -36,22 +44,39 @@ struct Fixture {
     stored: Vec<Vec<u8>>,
     /// Their UIDLs.
     uids: Vec<String>,
-    /// The maildrop's UIDLs now (either backend).
+    /// The maildrop's UIDLs now (any backend).
     current: Box<dyn Fn() -> Vec<String>>,
 }
 
 impl Fixture {
-    fn new(kind: ServerKind, tls: &Tls) -> Fixture {
+    /// On `Storage::Memory`, the tokio and async-std servers serve a Maildir, the others the
+    /// in-memory store; on `Storage::Postgres`, every one serves a PgStore.
+    fn new(kind: ServerKind, tls: &Tls, storage: &Storage) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let stored = stored_messages();
         let mut policy = Policy::default();
         // curl's and poplib's USER/PASS before STLS, as on a loopback test setup.
         policy.rules.plaintext_auth = true;
         policy.rules.auth_failure_delay = Duration::from_millis(10);
-        let uids = write_maildir(&dir.path().join("mail"), "alice", &stored);
-        let (server, current): (_, Box<dyn Fn() -> Vec<String>>) = match kind {
+        let mut uids = write_maildir(&dir.path().join("mail"), "alice", &stored);
+        let (server, current): (_, Box<dyn Fn() -> Vec<String>>) = match (storage, kind) {
+            // The same messages delivered (LF files, as an MDA would hand them over); the
+            // unique ids are the ones PostgreSQL assigned.
+            (Storage::Postgres(_), _) => {
+                let messages: Vec<(&str, &str, &[u8])> = stored
+                    .iter()
+                    .zip(&uids)
+                    .map(|(m, uid)| ("alice", uid.as_str(), m.as_slice()))
+                    .collect();
+                let mail = Mail::new(storage, &[("alice", "pw")], &messages);
+                uids = mail.uids("alice");
+                (
+                    mail.start(kind, policy, tls),
+                    Box::new(move || mail.current("alice")),
+                )
+            }
             // A Maildir of LF files and a Dovecot passwd-file, as Dovecot has them.
-            ServerKind::Tokio | ServerKind::AsyncStd => {
+            (Storage::Memory, ServerKind::Tokio | ServerKind::AsyncStd) => {
                 let auth = PasswdFile::parse("alice:{PLAIN}pw::::::\n").expect("passwd");
                 let root = dir.path().join("mail");
                 let backend = Backend::new(auth, MaildirStore::new(&root), policy);
@@ -61,7 +86,7 @@ impl Fixture {
                     Box::new(move || maildir_uids(&mail)),
                 )
             }
-            ServerKind::Blocking | ServerKind::Smol => {
+            (Storage::Memory, ServerKind::Blocking | ServerKind::Smol) => {
                 let store = MemoryStore::new();
                 for (m, uid) in stored.iter().zip(&uids) {
                     store.add_message("alice", uid, &lf_to_crlf(m));
@@ -129,13 +154,16 @@ fn curl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn curl_against(kind: ServerKind) {
+fn curl_against(kind: ServerKind, storage: Storage) {
+    if !peer_available("curl") {
+        return;
+    }
     let tls = Tls::new();
-    let f = Fixture::new(kind, &tls);
+    let f = Fixture::new(kind, &tls, &storage);
     let (p, t) = (f.server.plain.port(), f.server.tls.port());
     let plain = format!("pop3://127.0.0.1:{p}/");
     let wire: Vec<Vec<u8>> = f.stored.iter().map(|m| on_wire(m)).collect();
-    let label = format!("curl x {kind:?} server");
+    let label = format!("curl x {kind:?} server on {storage}");
     // LIST, every RETR, UIDL and TOP in plain text.
     let list: String = f
         .sizes()
@@ -246,34 +274,6 @@ fn curl_against(kind: ServerKind) {
     );
 }
 
-#[test]
-fn curl_against_the_tokio_server_on_a_maildir() {
-    if peer_available("curl") {
-        curl_against(ServerKind::Tokio);
-    }
-}
-
-#[test]
-fn curl_against_the_blocking_server() {
-    if peer_available("curl") {
-        curl_against(ServerKind::Blocking);
-    }
-}
-
-#[test]
-fn curl_against_the_futures_server_on_smol() {
-    if peer_available("curl") {
-        curl_against(ServerKind::Smol);
-    }
-}
-
-#[test]
-fn curl_against_the_futures_server_on_async_std_on_a_maildir() {
-    if peer_available("curl") {
-        curl_against(ServerKind::AsyncStd);
-    }
-}
-
 /// The poplib session: every result as JSON, bytes as latin-1 strings so 8-bit octets survive.
 const POPLIB: &str = r#"
 import json, poplib, ssl, sys
@@ -329,10 +329,13 @@ fn poplib_lines(wire: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn poplib_against(kind: ServerKind) {
+fn poplib_against(kind: ServerKind, storage: Storage) {
+    if !peer_available("python3") {
+        return;
+    }
     let tls = Tls::new();
-    let f = Fixture::new(kind, &tls);
-    let label = format!("poplib x {kind:?} server");
+    let f = Fixture::new(kind, &tls, &storage);
+    let label = format!("poplib x {kind:?} server on {storage}");
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("session.py");
     std::fs::write(&script, POPLIB).expect("script");
@@ -440,53 +443,72 @@ fn poplib_against(kind: ServerKind) {
     assert_eq!((f.current)(), f.uids[1..], "{label}: after QUIT");
 }
 
-#[test]
-fn poplib_against_the_tokio_server_on_a_maildir() {
-    if peer_available("python3") {
+/// A fresh database for a `postgres::*` test; `None` (after a SKIPPED line) without PostgreSQL.
+fn postgres() -> Option<Storage> {
+    pg::database().map(Storage::Postgres)
+}
+
+/// Each test twice, with the same assertions: `NAME` on a Maildir or the in-memory store
+/// (see [`Fixture::new`]) and `postgres::PG_NAME` on a PgStore (`$run(args..., storage)`).
+macro_rules! on_both_stores {
+    ($($name:ident, $pg_name:ident => $run:ident($($arg:expr),*);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $run($($arg,)* Storage::Memory);
+            }
+        )*
+        mod postgres {
+            use super::*;
+            $(
+                #[test]
+                fn $pg_name() {
+                    if let Some(storage) = postgres() {
+                        $run($($arg,)* storage);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores! {
+    curl_against_the_tokio_server_on_a_maildir, curl_against_the_tokio_server =>
+        curl_against(ServerKind::Tokio);
+    curl_against_the_blocking_server, curl_against_the_blocking_server =>
+        curl_against(ServerKind::Blocking);
+    curl_against_the_futures_server_on_smol, curl_against_the_futures_server_on_smol =>
+        curl_against(ServerKind::Smol);
+    curl_against_the_futures_server_on_async_std_on_a_maildir,
+        curl_against_the_futures_server_on_async_std => curl_against(ServerKind::AsyncStd);
+    poplib_against_the_tokio_server_on_a_maildir, poplib_against_the_tokio_server =>
         poplib_against(ServerKind::Tokio);
-    }
-}
-
-#[test]
-fn poplib_against_the_blocking_server() {
-    if peer_available("python3") {
+    poplib_against_the_blocking_server, poplib_against_the_blocking_server =>
         poplib_against(ServerKind::Blocking);
-    }
-}
-
-#[test]
-fn poplib_against_the_futures_server_on_smol() {
-    if peer_available("python3") {
+    poplib_against_the_futures_server_on_smol, poplib_against_the_futures_server_on_smol =>
         poplib_against(ServerKind::Smol);
-    }
-}
-
-#[test]
-fn poplib_against_the_futures_server_on_async_std_on_a_maildir() {
-    if peer_available("python3") {
-        poplib_against(ServerKind::AsyncStd);
-    }
+    poplib_against_the_futures_server_on_async_std_on_a_maildir,
+        poplib_against_the_futures_server_on_async_std => poplib_against(ServerKind::AsyncStd);
+    passwords_need_stls_first_with_the_default_policy,
+        passwords_need_stls_first_with_the_default_policy => passwords_need_stls_first();
 }
 
 /// With the default policy (no passwords in the clear without TLS), poplib and curl must
 /// STLS first: before it USER/PASS and SASL PLAIN are refused, after it they work.
-#[test]
-fn passwords_need_stls_first_with_the_default_policy() {
+fn passwords_need_stls_first(storage: Storage) {
     if !peer_available("python3") || !peer_available("curl") {
         return;
     }
     let tls = Tls::new();
-    let store = MemoryStore::new();
-    store.add_message("alice", "u1", b"Subject: one\r\n\r\nbody\r\n");
+    let mail = Mail::new(
+        &storage,
+        &[("alice", "pw")],
+        &[("alice", "u1", b"Subject: one\r\n\r\nbody\r\n")],
+    );
     let mut policy = Policy::default();
     policy.rules.auth_failure_delay = Duration::from_millis(10);
     assert!(!policy.rules.plaintext_auth);
-    let backend = Backend::new(
-        MemoryAuthenticator::new().with_user("alice", "pw"),
-        store,
-        policy,
-    );
-    let server = start_server(ServerKind::Tokio, backend, &tls);
+    let server = mail.start(ServerKind::Tokio, policy, &tls);
     let port = server.plain.port();
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = dir.path().join("ca.pem");
