@@ -8,15 +8,23 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+mod admin;
 mod config;
+mod daemon;
+mod deliver;
 mod demo;
 mod fetch;
+mod fetch_config;
+mod imap_append;
+mod lmtp;
 mod metrics;
 mod observe;
 mod reload;
 mod serve;
 mod sink;
 mod systemd;
+mod target;
+mod uidl_import;
 mod url;
 
 #[derive(Parser, Debug)]
@@ -27,17 +35,37 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Serve Maildirs over POP3. With no arguments: a demo in ./pop3-demo/.
     Serve(ServeArgs),
-    /// Fetch mail from a POP3 server into a Maildir or an mbox.
+    /// Fetch mail from POP3 servers into a Maildir, an mbox or an MDA.
     ///
-    /// Each message is durable in the destination before its DELE is sent, and deletions take
-    /// effect only at the QUIT after all of them: a fetch killed at any moment and run again
-    /// ends with every message exactly once. The login mechanism is the URL's `;AUTH=` or the
-    /// strongest the server offers (SCRAM-SHA-256, CRAM-MD5, PLAIN, USER/PASS); without a
-    /// password option the password is asked for on the terminal.
+    /// With a URL, that account (the flags say the rest); without one, every account of the
+    /// configuration file (~/.config/pop3/fetch.toml; see contrib/fetch.toml), several at once,
+    /// or those --account names. Each message is durable in the target before its DELE is
+    /// sent, and deletions take effect only at the QUIT after all of them: a fetch killed at
+    /// any moment and run again ends with every message exactly once. The login mechanism is
+    /// the URL's `;AUTH=` or the strongest the server offers (SCRAM-SHA-256, CRAM-MD5, PLAIN,
+    /// USER/PASS); without a password option the password is asked for on the terminal. Exit
+    /// status: 0; 75 when an MDA deferred messages (left on the server); 1 on any failure.
     Fetch(FetchArgs),
+    /// Deliver one message from standard input into a user's maildrop (an MDA).
+    ///
+    /// For Postfix's `mailbox_command`, procmail, fetchmail or getmail. The message is durable
+    /// before the exit status 0; otherwise nothing is stored and the status says why
+    /// (sysexits.h): 67 no such user, 65 too big, 75 try again later, 69 failed, 78 bad
+    /// configuration. A leading mbox `From ` line is dropped.
+    Deliver(deliver::DeliverArgs),
+    /// Apply the PostgreSQL store's schema migrations (`pop3 serve` also does at start).
+    Migrate(admin::MigrateArgs),
+    /// Copy a Maildir root and its passwd-file into the PostgreSQL store, keeping every
+    /// message's UIDL (clients that leave mail on the server download nothing again); running
+    /// it twice adds nothing.
+    Import(admin::ImportArgs),
+    /// Remove message bodies in the object store that no message refers to any more.
+    Gc(admin::GcArgs),
 }
 
 /// Log output format.
@@ -78,6 +106,15 @@ struct ServeArgs {
     /// User U's maildrop is the Maildir DIR/U.
     #[arg(long, value_name = "DIR")]
     maildir_root: Option<PathBuf>,
+    /// Keep users and mail in this PostgreSQL database (a libpq URL,
+    /// `postgresql://user@host/db`) instead of Maildirs and a users file; the schema is
+    /// migrated at start. `[store.postgres]` in the configuration file has every setting
+    /// (pool size, bodies in S3, lease length).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["maildir_root", "users"])]
+    postgres: Option<String>,
+    /// The configuration file's PostgreSQL store (or `--postgres`'s).
+    #[arg(skip)]
+    postgres_config: Option<pop3_store_postgres::PgConfig>,
     /// Dovecot-style passwd-file of users.
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -144,6 +181,15 @@ struct ServeArgs {
     /// one session at a time, the others refused with `-ERR [IN-USE]`.
     #[arg(long, value_enum, value_name = "MODE")]
     maildrop_lock: Option<MaildropLockArg>,
+    /// Accept mail by LMTP (RFC 2033) on this address, for the users of the users file; keep
+    /// it on loopback or a private network (LMTP has no authentication). Mail is
+    /// acknowledged only once it is durable.
+    #[arg(long, value_name = "ADDR")]
+    lmtp_listen: Option<String>,
+    /// The largest message LMTP accepts, in octets (advertised as SIZE).
+    #[arg(long, value_name = "OCTETS",
+        default_value_t = pop3_lmtp::server::Config::default().max_message_size)]
+    lmtp_max_message_size: u64,
     /// The configuration file's listeners (when the flags give none).
     #[arg(skip)]
     listeners: Vec<config::Listener>,
@@ -169,7 +215,8 @@ impl From<MaildropLockArg> for pop3_server_core::backend::MaildropLock {
 }
 
 /// How the fetch protects the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum TlsArg {
     /// TLS from the first byte (the default for pop3s://).
     Implicit,
@@ -181,20 +228,22 @@ enum TlsArg {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("secret").multiple(false)))]
+#[command(group(clap::ArgGroup::new("target").multiple(false)))]
 struct FetchArgs {
-    /// `pop3://[user[;AUTH=mechanism]@]host[:port]` or `pop3s://...`
-    url: String,
+    /// `pop3://[user[;AUTH=mechanism]@]host[:port]` or `pop3s://...`; without it, the
+    /// accounts of the configuration file.
+    #[arg(conflicts_with = "account")]
+    url: Option<String>,
     /// Store into this Maildir (created if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        conflicts_with = "mbox",
-        required_unless_present = "mbox"
-    )]
+    #[arg(long, value_name = "DIR", group = "target")]
     maildir: Option<PathBuf>,
     /// Append to this mbox (mboxrd), under a lock.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "target")]
     mbox: Option<PathBuf>,
+    /// Deliver each message to this command's standard input (`sh -c`; `%u` is the user):
+    /// exit 0 delivered, 75 try again later, anything else failed.
+    #[arg(long, value_name = "CMD", group = "target")]
+    mda: Option<String>,
     /// Leave messages on the server; fetch only those not fetched before.
     #[arg(long)]
     keep: bool,
@@ -222,9 +271,45 @@ struct FetchArgs {
     /// Fetch at most N messages.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Leave messages larger than this on the server (reported): octets, or 512k, 20M, 1G.
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<fetch_config::Size>,
     /// No progress and no summary.
     #[arg(long)]
     quiet: bool,
+    /// The accounts file [default: $XDG_CONFIG_HOME/pop3/fetch.toml, that is
+    /// ~/.config/pop3/fetch.toml]; see contrib/fetch.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Fetch only this account of the configuration file (repeatable).
+    #[arg(long, value_name = "NAME")]
+    account: Vec<String>,
+    /// Accounts fetched at once [default: the file's `jobs`, else 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Print the accounts as read (every default filled in, secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Keep running: poll each account every `interval` (with jitter, backing off after
+    /// errors); SIGHUP re-reads the configuration, SIGTERM or SIGINT stops after the current
+    /// message.
+    #[arg(long)]
+    daemon: bool,
+    /// The daemon's polling interval (an account's `interval` wins) [default: the file's
+    /// `interval`, else 5m].
+    #[arg(long, value_name = "DURATION", requires = "daemon")]
+    interval: Option<fetch_config::Interval>,
+    /// Record the UIDLs another fetcher already fetched, so that they are not fetched again,
+    /// and exit: `mpop:FILE` (mpop's uidls_file, ~/.mpop_uidls) or `fetchmail:FILE`
+    /// (~/.fetchids). Only the entries of the account's host and user are taken.
+    #[arg(long, value_name = "KIND:FILE", conflicts_with_all = ["daemon", "print_config"])]
+    import_uidls: Option<String>,
+    /// The daemon's log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The daemon's least severe log events.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
 }
 
 fn main() -> ExitCode {
@@ -242,7 +327,11 @@ fn main() -> ExitCode {
                 config::apply(&mut args, given).and_then(|()| serve::run(args))
             }
         }
-        Cmd::Fetch(args) => fetch::run(args),
+        Cmd::Fetch(args) => return fetch::main(args),
+        Cmd::Deliver(args) => return deliver::run(args),
+        Cmd::Migrate(args) => admin::migrate(args),
+        Cmd::Import(args) => admin::import(args),
+        Cmd::Gc(args) => admin::gc(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -202,7 +202,8 @@ enum Store {
 }
 
 fn store_of(args: &ServeArgs) -> Result<Store, Error> {
-    if let Some(config) = &args.postgres_config {
+    let from_flag = args.postgres.clone().map(PgConfig::new);
+    if let Some(config) = args.postgres_config.as_ref().or(from_flag.as_ref()) {
         if args.maildir_root.is_some() {
             return Err("give a Maildir root or a PostgreSQL store, not both".into());
         }

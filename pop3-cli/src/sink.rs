@@ -38,7 +38,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -88,17 +88,35 @@ struct Unixify {
 }
 
 impl Unixify {
+    /// Appends `data` to `out` with CRLF made LF: whole spans between the CRs (found with
+    /// `memchr`) are copied at once. A CR that ends `data` is held until the next octet shows
+    /// whether an LF follows it.
     fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        for &b in data {
-            if std::mem::take(&mut self.pending_cr) && b != b'\n' {
-                out.push(b'\r');
-            }
-            if b == b'\r' {
-                self.pending_cr = true;
-            } else {
-                out.push(b);
+        let Some(&first) = data.first() else {
+            return;
+        };
+        if std::mem::take(&mut self.pending_cr) && first != b'\n' {
+            out.push(b'\r');
+        }
+        out.reserve(data.len());
+        let mut start = 0;
+        for cr in memchr::memchr_iter(b'\r', data) {
+            match data.get(cr + 1) {
+                // CRLF: the span ends before the CR; the LF starts the next one.
+                Some(b'\n') => {
+                    out.extend_from_slice(&data[start..cr]);
+                    start = cr + 1;
+                }
+                // A CR alone stays in the span.
+                Some(_) => {}
+                None => {
+                    out.extend_from_slice(&data[start..cr]);
+                    start = data.len();
+                    self.pending_cr = true;
+                }
             }
         }
+        out.extend_from_slice(&data[start..]);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -109,7 +127,10 @@ impl Unixify {
 }
 
 struct MaildirMessage {
-    out: BufWriter<File>,
+    /// Written from [`Sink::scratch`] once that holds [`WRITE_CHUNK`] octets (and at the end).
+    out: File,
+    /// Octets written to `out`.
+    len: u64,
     tmp: PathBuf,
     name: String,
     unix: Unixify,
@@ -122,6 +143,10 @@ struct Written {
     name: String,
     key: String,
 }
+
+/// A message being written to `tmp/` goes to its file in writes of about this size (most
+/// messages in one); the buffer is [`Sink::scratch`], kept for the whole run.
+const WRITE_CHUNK: usize = 256 * 1024;
 
 /// A Maildir batch is made durable once it holds this many messages,
 const BATCH_MESSAGES: usize = 64;
@@ -185,6 +210,7 @@ pub(crate) struct Sink {
     hostname: String,
     /// Messages begun in this run.
     count: u64,
+    /// Maildir: the current message's octets (LF line ends) not yet written to its file.
     scratch: Vec<u8>,
 }
 
@@ -320,8 +346,10 @@ impl Sink {
                 );
                 let tmp = dir.join("tmp").join(&name);
                 let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+                self.scratch.clear();
                 *current = Some(MaildirMessage {
-                    out: BufWriter::with_capacity(64 * 1024, f),
+                    out: f,
+                    len: 0,
                     tmp,
                     name,
                     unix: Unixify::default(),
@@ -348,9 +376,13 @@ impl Sink {
             Kind::Maildir {
                 current: Some(m), ..
             } => {
-                self.scratch.clear();
                 m.unix.feed(data, &mut self.scratch);
-                m.out.write_all(&self.scratch)
+                if self.scratch.len() >= WRITE_CHUNK {
+                    m.out.write_all(&self.scratch)?;
+                    m.len += self.scratch.len() as u64;
+                    self.scratch.clear();
+                }
+                Ok(())
             }
             Kind::Mbox {
                 file,
@@ -374,11 +406,12 @@ impl Sink {
                 let Some(mut m) = current.take() else {
                     return Err(std::io::Error::other("no message started"));
                 };
-                self.scratch.clear();
                 m.unix.finish(&mut self.scratch);
                 m.out.write_all(&self.scratch)?;
-                let file = m.out.into_inner().map_err(|e| e.into_error())?;
-                *batch_bytes += file.metadata()?.len();
+                m.len += self.scratch.len() as u64;
+                self.scratch.clear();
+                let file = m.out;
+                *batch_bytes += m.len;
                 batch_since.get_or_insert_with(Instant::now);
                 batch.push(Written {
                     file,
@@ -411,6 +444,7 @@ impl Sink {
     pub(crate) fn abort(&mut self) {
         match &mut self.kind {
             Kind::Maildir { current, .. } => {
+                self.scratch.clear();
                 if let Some(m) = current.take() {
                     drop(m.out);
                     let _ = fs::remove_file(m.tmp);
@@ -607,52 +641,78 @@ const HEADER_LIMIT: usize = 64 * 1024;
 /// Writes one message as mboxrd: a `From sender date` separator (the sender from
 /// `Return-Path:`, else `From:`, else `MAILER-DAEMON`), LF line ends, `>` added to lines that
 /// match `>*From `, and a blank line after. Holds at most the header (up to [`HEADER_LIMIT`])
-/// and one line.
+/// and one header line; the body goes through in spans found with `memchr`, holding back only
+/// a CR that ends a chunk and the start of a line that may yet turn out to be `>*From `.
 struct MboxWriter {
-    line: Vec<u8>,
+    /// Whether the header is still being read (the separator is not written yet).
+    in_header: bool,
     /// The header lines so far (mboxrd form), until the separator is written.
-    header: Option<Vec<u8>>,
+    header: Vec<u8>,
+    /// In the header: the line begun in an earlier chunk.
+    line: Vec<u8>,
     return_path: Option<String>,
     from: Option<String>,
+    /// In the body: how far the current line's start is known.
+    start: LineStart,
+    /// In the body: CRLF to LF.
+    unix: Unixify,
+    /// What one [`MboxWriter::write`] appends (kept for the next).
+    out: Vec<u8>,
+}
+
+/// The `From ` of an mboxrd `>*From ` line.
+const FROM: &[u8] = b"From ";
+
+/// Where the current body line stands for mboxrd quoting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LineStart {
+    /// So far `gts` octets `>` then the first `from` octets of `From ` (held, not written):
+    /// whether the line needs a `>` is not known yet.
+    Open { gts: usize, from: usize },
+    /// The start is written (quoted or not); the rest of the line goes through as it is.
+    Decided,
 }
 
 impl MboxWriter {
     fn new() -> Self {
         MboxWriter {
+            in_header: true,
+            header: Vec::new(),
             line: Vec::new(),
-            header: Some(Vec::new()),
             return_path: None,
             from: None,
+            start: LineStart::Open { gts: 0, from: 0 },
+            unix: Unixify::default(),
+            out: Vec::new(),
         }
     }
 
-    /// One complete line (with its LF or CRLF).
-    fn line(&mut self, out: &mut Vec<u8>, line: &[u8]) {
-        if let Some(header) = &mut self.header {
-            let bare = line.strip_suffix(b"\n").unwrap_or(line);
-            let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
-            if !bare.is_empty() && header.len() < HEADER_LIMIT {
-                let field = |name: &str| {
-                    bare.len() > name.len()
-                        && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                };
-                if field("Return-Path:") && self.return_path.is_none() {
-                    self.return_path = Some(address(&bare[12..]));
-                } else if field("From:") && self.from.is_none() {
-                    self.from = Some(address(&bare[5..]));
-                }
-                emit_line(header, line);
-                return;
+    /// One complete header line (with its LF or CRLF): kept in the header, or, if it is the
+    /// blank line (or the header is full), the separator and the header are written and the
+    /// line after them.
+    fn header_line(&mut self, out: &mut Vec<u8>, line: &[u8]) {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if !bare.is_empty() && self.header.len() < HEADER_LIMIT {
+            let field = |name: &str| {
+                bare.len() > name.len() && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            };
+            if field("Return-Path:") && self.return_path.is_none() {
+                self.return_path = Some(address(&bare[12..]));
+            } else if field("From:") && self.from.is_none() {
+                self.from = Some(address(&bare[5..]));
             }
-            self.separator(out);
+            emit_line(&mut self.header, line);
+            return;
         }
+        self.separator(out);
         emit_line(out, line);
     }
 
     fn separator(&mut self, out: &mut Vec<u8>) {
-        let Some(header) = self.header.take() else {
+        if !std::mem::take(&mut self.in_header) {
             return;
-        };
+        }
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -664,35 +724,124 @@ impl MboxWriter {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "MAILER-DAEMON".into());
         out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.header);
+        self.header = Vec::new();
     }
 
-    fn write(&mut self, f: &mut File, mut data: &[u8]) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(data.len() + 16);
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+    /// Body octets: spans between the line starts that need a look (an LF followed by `>` or
+    /// `F`) are copied at once, CRLF made LF on the way.
+    fn body(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        while !data.is_empty() {
+            if let LineStart::Open { mut gts, mut from } = self.start {
+                let mut taken = 0;
+                let quote = loop {
+                    let Some(&b) = data.get(taken) else {
+                        // The chunk ends inside what may be `>*From `: held for the next.
+                        self.start = LineStart::Open { gts, from };
+                        return;
+                    };
+                    if from == 0 && b == b'>' {
+                        gts += 1;
+                    } else if b == FROM[from] {
+                        from += 1;
+                        if from == FROM.len() {
+                            taken += 1;
+                            break true;
+                        }
+                    } else {
+                        break false;
+                    }
+                    taken += 1;
+                };
+                data = &data[taken..];
+                out.resize(out.len() + gts + usize::from(quote), b'>');
+                out.extend_from_slice(&FROM[..from]);
+                self.start = LineStart::Decided;
+            }
+            // Up to the first LF that starts a line that could need a `>`.
+            let mut end = None;
+            for nl in memchr::memchr_iter(b'\n', data) {
+                if matches!(data.get(nl + 1), None | Some(b'>' | b'F')) {
+                    end = Some(nl + 1);
+                    break;
+                }
+            }
+            match end {
+                Some(end) => {
+                    self.unix.feed(&data[..end], out);
+                    data = &data[end..];
+                    self.start = LineStart::Open { gts: 0, from: 0 };
+                }
+                None => {
+                    self.unix.feed(data, out);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Message octets (any chunking): appends their mboxrd form to `out`.
+    fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        while self.in_header {
+            let Some(nl) = memchr::memchr(b'\n', data) else {
+                self.line.extend_from_slice(data);
+                return;
+            };
             let (line, rest) = data.split_at(nl + 1);
             data = rest;
             if self.line.is_empty() {
-                self.line(&mut out, line);
+                self.header_line(out, line);
             } else {
                 let mut whole = std::mem::take(&mut self.line);
                 whole.extend_from_slice(line);
-                self.line(&mut out, &whole);
+                self.header_line(out, &whole);
+                whole.clear();
+                self.line = whole;
             }
         }
-        self.line.extend_from_slice(data);
-        f.write_all(&out)
+        self.body(data, out);
+    }
+
+    /// The end of the message: ends its last line, and adds the blank line after it.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.in_header && !self.line.is_empty() {
+            let mut whole = std::mem::take(&mut self.line);
+            whole.push(b'\n');
+            self.header_line(out, &whole);
+        }
+        if !self.in_header {
+            match std::mem::replace(&mut self.start, LineStart::Open { gts: 0, from: 0 }) {
+                LineStart::Open { gts: 0, from: 0 } => {}
+                // A last line without its LF: `>`s and part of `From `, not a `From ` line.
+                LineStart::Open { gts, from } => {
+                    out.resize(out.len() + gts, b'>');
+                    out.extend_from_slice(&FROM[..from]);
+                    out.push(b'\n');
+                }
+                LineStart::Decided => {
+                    // A CR that ends the message ends its last line, as CRLF would.
+                    self.unix.pending_cr = false;
+                    out.push(b'\n');
+                }
+            }
+        }
+        self.separator(out);
+        out.push(b'\n');
+    }
+
+    fn write(&mut self, f: &mut File, data: &[u8]) -> std::io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.feed(data, &mut out);
+        let r = f.write_all(&out);
+        self.out = out;
+        r
     }
 
     fn end(&mut self, f: &mut File) -> std::io::Result<()> {
-        let mut out = Vec::new();
-        if !self.line.is_empty() {
-            let mut whole = std::mem::take(&mut self.line);
-            whole.push(b'\n');
-            self.line(&mut out, &whole);
-        }
-        self.separator(&mut out);
-        out.push(b'\n');
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.finish(&mut out);
         f.write_all(&out)
     }
 }
@@ -747,6 +896,21 @@ fn asctime(secs: u64) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(mo - 1) as usize];
     format!("{weekday} {month} {d:2} {h:02}:{m:02}:{s:02} {y}")
+}
+
+impl Sink {
+    /// Records `keys` as stored without storing anything (`pop3 fetch --import-uidls`: another
+    /// fetcher stored those messages), and syncs the record.
+    pub(crate) fn record_stored(&mut self, keys: &[String]) -> std::io::Result<()> {
+        let mut lines = String::new();
+        for k in keys {
+            if self.done.insert(k.clone()) {
+                lines.push_str(&format!("D {k}\n"));
+            }
+        }
+        self.record.write_all(lines.as_bytes())?;
+        self.record.sync_data()
+    }
 }
 
 #[cfg(test)]
@@ -893,5 +1057,338 @@ mod tests {
             emit_line(&mut out, l);
         }
         assert_eq!(out, b">From me\n>>From x\n>>>From y\nFromage\n From z\n");
+    }
+
+    /// The byte-at-a-time CRLF to LF of before the span version: the reference.
+    #[derive(Default)]
+    struct RefUnixify {
+        pending_cr: bool,
+    }
+
+    impl RefUnixify {
+        fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+            for &b in data {
+                if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                    out.push(b'\r');
+                }
+                if b == b'\r' {
+                    self.pending_cr = true;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+
+        fn finish(&mut self, out: &mut Vec<u8>) {
+            if std::mem::take(&mut self.pending_cr) {
+                out.push(b'\r');
+            }
+        }
+    }
+
+    /// The line-at-a-time mboxrd writer of before the span version: the reference.
+    struct RefMbox {
+        line: Vec<u8>,
+        header: Option<Vec<u8>>,
+        return_path: Option<String>,
+        from: Option<String>,
+    }
+
+    impl RefMbox {
+        fn new() -> Self {
+            RefMbox {
+                line: Vec::new(),
+                header: Some(Vec::new()),
+                return_path: None,
+                from: None,
+            }
+        }
+
+        fn line(&mut self, out: &mut Vec<u8>, line: &[u8]) {
+            if let Some(header) = &mut self.header {
+                let bare = line.strip_suffix(b"\n").unwrap_or(line);
+                let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+                if !bare.is_empty() && header.len() < HEADER_LIMIT {
+                    let field = |name: &str| {
+                        bare.len() > name.len()
+                            && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                    };
+                    if field("Return-Path:") && self.return_path.is_none() {
+                        self.return_path = Some(address(&bare[12..]));
+                    } else if field("From:") && self.from.is_none() {
+                        self.from = Some(address(&bare[5..]));
+                    }
+                    ref_emit_line(header, line);
+                    return;
+                }
+                self.separator(out);
+            }
+            ref_emit_line(out, line);
+        }
+
+        fn separator(&mut self, out: &mut Vec<u8>) {
+            let Some(header) = self.header.take() else {
+                return;
+            };
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let sender = self
+                .return_path
+                .take()
+                .or(self.from.take())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "MAILER-DAEMON".into());
+            out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
+            out.extend_from_slice(&header);
+        }
+
+        fn write(&mut self, out: &mut Vec<u8>, mut data: &[u8]) {
+            while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+                let (line, rest) = data.split_at(nl + 1);
+                data = rest;
+                let mut whole = std::mem::take(&mut self.line);
+                whole.extend_from_slice(line);
+                self.line(out, &whole);
+            }
+            self.line.extend_from_slice(data);
+        }
+
+        fn end(&mut self, out: &mut Vec<u8>) {
+            if !self.line.is_empty() {
+                let mut whole = std::mem::take(&mut self.line);
+                whole.push(b'\n');
+                self.line(out, &whole);
+            }
+            self.separator(out);
+            out.push(b'\n');
+        }
+    }
+
+    fn ref_emit_line(out: &mut Vec<u8>, line: &[u8]) {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let quoted = body
+            .iter()
+            .position(|&b| b != b'>')
+            .is_some_and(|i| body[i..].starts_with(b"From "));
+        if quoted {
+            out.push(b'>');
+        }
+        out.extend_from_slice(body);
+        out.push(b'\n');
+    }
+
+    /// A small deterministic generator (xorshift64*), so that a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// `data` cut at random places (empty chunks included).
+    fn random_chunks<'a>(rng: &mut Rng, data: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut cuts: Vec<usize> = (0..rng.below(8))
+            .map(|_| rng.below(data.len() + 1))
+            .collect();
+        cuts.push(0);
+        cuts.push(data.len());
+        cuts.sort();
+        cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+    }
+
+    /// Mail made of pieces that meet every case: CRs alone and before LFs, `>` runs, `From `
+    /// whole and cut, header fields, blank lines.
+    fn random_mail(rng: &mut Rng) -> Vec<u8> {
+        const PIECES: &[&[u8]] = &[
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b">",
+            b">>",
+            b"F",
+            b"From",
+            b"From ",
+            b"rom ",
+            b"x",
+            b"Fromage",
+            b" ",
+            b"From: Alice <alice@example.com>\r\n",
+            b"Return-Path: <bounce@example.com>\r\n",
+            b"Subject: hi\r\n",
+            b"\r\n\r\n",
+            b"The quick brown fox\r\n",
+        ];
+        let mut mail = Vec::new();
+        for _ in 0..rng.below(40) {
+            mail.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+        }
+        mail
+    }
+
+    fn unixify_chunks(chunks: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
+        let (mut new, mut old) = (Unixify::default(), RefUnixify::default());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for c in chunks {
+            new.feed(c, &mut a);
+            old.feed(c, &mut b);
+        }
+        new.finish(&mut a);
+        old.finish(&mut b);
+        (a, b)
+    }
+
+    #[test]
+    fn unixify_equals_the_reference_for_every_short_input_and_chunking() {
+        // Every string over {CR, LF, a} up to 8 octets, cut at every set of places.
+        let alphabet = [b'\r', b'\n', b'a'];
+        for len in 0..=8u32 {
+            for n in 0..3usize.pow(len) {
+                let data: Vec<u8> = (0..len).map(|i| alphabet[n / 3usize.pow(i) % 3]).collect();
+                for cuts in 0..1u32 << len.saturating_sub(1) {
+                    let mut chunks = Vec::new();
+                    let mut start = 0;
+                    for i in 1..len as usize {
+                        if cuts & 1 << (i - 1) != 0 {
+                            chunks.push(&data[start..i]);
+                            start = i;
+                        }
+                    }
+                    chunks.push(&data[start..]);
+                    let (a, b) = unixify_chunks(&chunks);
+                    assert_eq!(a, b, "{data:?} in {chunks:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unixify_equals_the_reference_for_random_input_and_chunks() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..20_000 {
+            let mail = random_mail(&mut rng);
+            let chunks = random_chunks(&mut rng, &mail);
+            let (a, b) = unixify_chunks(&chunks);
+            assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&mail));
+        }
+    }
+
+    /// The separator's date (the last 24 octets of the first line) blanked: the two writers
+    /// read the clock at different moments.
+    fn without_date(mut out: Vec<u8>) -> Vec<u8> {
+        if let Some(nl) = out.iter().position(|&b| b == b'\n')
+            && nl >= 24
+        {
+            out[nl - 24..nl].fill(b'#');
+        }
+        out
+    }
+
+    fn mbox_chunks(chunks: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
+        let (mut new, mut old) = (MboxWriter::new(), RefMbox::new());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for c in chunks {
+            new.feed(c, &mut a);
+            old.write(&mut b, c);
+        }
+        new.finish(&mut a);
+        old.end(&mut b);
+        (without_date(a), without_date(b))
+    }
+
+    #[test]
+    fn mbox_writer_equals_the_reference_for_random_input_and_chunks() {
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        for _ in 0..20_000 {
+            // Half of them past the header, so that the body sees the same pieces.
+            let mut mail = Vec::new();
+            if rng.below(2) == 0 {
+                mail.extend_from_slice(b"From: a@b\r\n\r\n");
+            }
+            mail.extend(random_mail(&mut rng));
+            let chunks = random_chunks(&mut rng, &mail);
+            let (a, b) = mbox_chunks(&chunks);
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "{:?} in {} chunks",
+                String::from_utf8_lossy(&mail),
+                chunks.len()
+            );
+        }
+    }
+
+    #[test]
+    fn mbox_writer_octet_at_a_time_and_whole_agree() {
+        let mail: &[u8] =
+            b"Return-Path: <r@example.com>\r\nFrom: x\r\n\r\nFrom here\r\n>From there\r\n\
+            >>>From \r\n>>From\r\n>\r\nFro\r\n\r\nF\rrom x\r\nbare\rcr\r\n>>From end\r";
+        let whole = mbox_chunks(&[mail]);
+        assert_eq!(whole.0, whole.1);
+        let octets: Vec<&[u8]> = mail.chunks(1).collect();
+        let one = mbox_chunks(&octets);
+        assert_eq!(one.0, whole.0);
+        let text = String::from_utf8(whole.0).unwrap();
+        let (separator, rest) = text.split_once('\n').unwrap();
+        assert!(separator.starts_with("From r@example.com "));
+        assert_eq!(
+            rest,
+            "Return-Path: <r@example.com>\nFrom: x\n\n>From here\n>>From there\n\
+            >>>>From \n>>From\n>\nFro\n\nF\rrom x\nbare\rcr\n>>>From end\n\n"
+        );
+    }
+
+    #[test]
+    fn mbox_writer_edge_cases() {
+        let body = |mail: &[u8]| {
+            let mut w = MboxWriter::new();
+            let mut out = Vec::new();
+            for c in mail.chunks(3) {
+                w.feed(c, &mut out);
+            }
+            w.finish(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            text.split_once('\n').unwrap().1.to_string()
+        };
+        // A last line without its line end is ended; a CR that ends it is its line end.
+        assert_eq!(body(b"\r\nFrom x"), "\n>From x\n\n");
+        assert_eq!(body(b"\r\n>>Fro"), "\n>>Fro\n\n");
+        assert_eq!(body(b"\r\nabc\r"), "\nabc\n\n");
+        assert_eq!(body(b"\r\n\r"), "\n\n\n");
+        // A header without a body, and no message at all.
+        assert_eq!(body(b"Subject: s\r\n"), "Subject: s\n\n");
+        assert_eq!(body(b""), "\n");
+        // A header line may need quoting too.
+        assert_eq!(body(b">From x\r\n\r\nb\r\n"), ">>From x\n\nb\n\n");
+        // Only `>*From ` at a line start: not `From` without its space, not after a space.
+        assert_eq!(
+            body(b"\r\nFrom\r\n From x\r\nx From y\r\n>>>From\t\r\n"),
+            "\nFrom\n From x\nx From y\n>>>From\t\n\n"
+        );
+    }
+
+    #[test]
+    fn mbox_writer_past_the_header_limit_equals_the_reference() {
+        let mut mail = Vec::new();
+        for i in 0..2_000 {
+            mail.extend_from_slice(format!("X-Field-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+        }
+        mail.extend_from_slice(b"From: late@example.com\r\nFrom x\r\n\r\nFrom y\r\n");
+        let mut rng = Rng(7);
+        for _ in 0..20 {
+            let chunks = random_chunks(&mut rng, &mail);
+            let (a, b) = mbox_chunks(&chunks);
+            assert!(a == b, "differs in {} chunks", chunks.len());
+        }
     }
 }
