@@ -15,6 +15,12 @@
 #                  pop3-store-postgres's tests start their own cluster in a temporary
 #                  directory (as the `postgres` user when run as root); the packaged
 #                  cluster is not started.
+#   dovecot-imapd  /usr/lib/dovecot/imap and imap-login: the IMAP server `pop3 fetch`'s imap
+#                  target appends into (pop3-cli/src/imap_append/tests.rs, tests/fetch_imap.rs)
+#   swaks          an LMTP client for `pop3 serve --lmtp-listen` (pop3-cli/tests/lmtp.rs)
+#   procmail       a real MDA: behind `pop3 deliver` and as `pop3 fetch`'s mda target
+#   mpop, fetchmail  their UIDL state files are what `pop3 fetch --import-uidls` reads
+#                  (pop3-cli/tests/fetch_config.rs runs them); bench/clients.sh compares
 #   moto[server]   moto_server, an S3 server (pip, for the python3 on PATH): the tests of
 #                  bodies in S3 (pop3-store-postgres/tests/s3.rs) start their own.
 #   aiosmtpd       Python's SMTP server (pip, for the python3 on PATH): the smtp target's
@@ -46,7 +52,8 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl python3 fail2ban systemd postgresql
+$sudo apt-get install -y -q --no-install-recommends dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl python3 fail2ban systemd postgresql \
+    swaks procmail mpop fetchmail
 
 # moto and aiosmtpd from PyPI, with pip for whichever python3 is first on PATH (a Debian python3 needs
 # python3-pip, and --break-system-packages for its externally managed environment).
@@ -79,3 +86,8 @@ done
 id -u postgres >/dev/null
 python3 -c 'import moto, moto.server; print("moto", moto.__version__)'
 python3 -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
+test -x /usr/lib/dovecot/imap-login
+swaks --version | head -n 1
+command -v procmail
+mpop --version | head -n 1
+fetchmail --version 2>/dev/null | head -n 1 || command -v fetchmail

@@ -62,11 +62,13 @@ pub(crate) async fn refresh_caps(shared: &Shared) -> Result<(), StoreError> {
 /// `user`'s entry: `None` if unknown, disabled, or not parseable.
 async fn entry(shared: &Shared, user: &str) -> Result<Option<Arc<PasswdEntry>>, StoreError> {
     let client = shared.client().await?;
+    // Prepared once per pooled connection: a login costs one round trip.
+    let statement = client
+        .prepare_cached("SELECT password FROM users WHERE name = $1 AND enabled")
+        .await
+        .map_err(temporary)?;
     let row = client
-        .query_opt(
-            "SELECT password FROM users WHERE name = $1 AND enabled",
-            &[&user],
-        )
+        .query_opt(&statement, &[&user])
         .await
         .map_err(temporary)?;
     Ok(row.and_then(|row| {

@@ -47,10 +47,12 @@ fn temporary(e: impl std::fmt::Display) -> DeliverError {
 
 async fn recipient(shared: &Shared, user: &str) -> Result<(), DeliverError> {
     let client = shared.pool.get().await.map_err(temporary)?;
-    let row = client
-        .query_opt("SELECT 1 FROM users WHERE name = $1 AND enabled", &[&user])
+    let db = |e: tokio_postgres::Error| temporary(crate::db_message(&e));
+    let statement = client
+        .prepare_cached("SELECT 1 FROM users WHERE name = $1 AND enabled")
         .await
-        .map_err(|e| temporary(crate::db_message(&e)))?;
+        .map_err(db)?;
+    let row = client.query_opt(&statement, &[&user]).await.map_err(db)?;
     row.map(|_| ()).ok_or(DeliverError::NoSuchUser)
 }
 

@@ -236,8 +236,18 @@ impl PgDrop {
 
 /// The first chunk of a message and where the rest comes from.
 enum Opened {
-    Pg(Option<Vec<u8>>),
+    Pg(Vec<Bytes>),
     Blob(BlobStream),
+}
+
+/// How many octets of a body one query reads at most (whole chunks, at least one): a
+/// message of up to this size takes one round trip, with its metadata, and a larger one
+/// one round trip per this many octets. It is also what a reader holds at most.
+const BATCH_OCTETS: usize = 512 * 1024;
+
+/// Chunks per query for chunks of `chunk_size` octets.
+fn batch(chunk_size: usize) -> i32 {
+    i32::try_from((BATCH_OCTETS / chunk_size.max(1)).max(1)).unwrap_or(1)
 }
 
 impl backend::Maildrop for PgDrop {
@@ -262,17 +272,21 @@ impl backend::Maildrop for PgDrop {
             .store
             .spawn(move |shared| async move {
                 let client = shared.client().await?;
-                let row = client
-                    .query_opt(
+                // The message's body reference and its first chunks, in one round trip.
+                let statement = client
+                    .prepare_cached(
                         "SELECT m.blob_key, b.data FROM messages m \
-                         LEFT JOIN bodies b ON b.message_id = m.id AND b.seq = 0 \
-                         WHERE m.id = $1",
-                        &[&id],
+                         LEFT JOIN bodies b ON b.message_id = m.id AND b.seq < $2 \
+                         WHERE m.id = $1 ORDER BY b.seq",
                     )
                     .await
                     .map_err(temporary)?;
+                let rows = client
+                    .query(&statement, &[&id, &batch(shared.chunk_size)])
+                    .await
+                    .map_err(temporary)?;
                 drop(client);
-                let Some(row) = row else {
+                let Some(row) = rows.first() else {
                     return Err(StoreError::Temporary(
                         "the message has been removed by another session".into(),
                     ));
@@ -288,20 +302,28 @@ impl backend::Maildrop for PgDrop {
                     (Some(_), None) => Err(StoreError::Permanent(
                         "the message body is in an object store, but none is configured".into(),
                     )),
-                    (None, _) => Ok(Opened::Pg(row.get::<_, Option<Vec<u8>>>(1))),
+                    (None, _) => Ok(Opened::Pg(
+                        rows.iter()
+                            .filter_map(|r| r.get::<_, Option<Vec<u8>>>(1))
+                            .map(Bytes::from)
+                            .collect(),
+                    )),
                 }
             })
             .await?;
         let (source, first) = match opened {
-            Opened::Pg(first) => (Source::Pg { id, next_seq: 1 }, first),
-            Opened::Blob(stream) => (Source::Blob(Some(stream)), None),
+            Opened::Pg(first) => {
+                let next_seq = i32::try_from(first.len()).unwrap_or(i32::MAX);
+                (Source::Pg { id, next_seq }, first)
+            }
+            Opened::Blob(stream) => (Source::Blob(Some(stream)), Vec::new()),
         };
-        let first = first.map(Bytes::from).unwrap_or_default();
         Ok(PgReader {
             shared: Arc::clone(self.store.shared()),
             source,
-            fetched: first.len() as u64,
-            buf: first,
+            fetched: 0,
+            queued: first.into(),
+            buf: Bytes::new(),
             size,
             cut: top.map_or_else(TopCut::all, TopCut::top),
             ended: false,
@@ -399,7 +421,9 @@ pub struct PgReader {
     source: Source,
     /// The current chunk; what is left of it.
     buf: Bytes,
-    /// Octets of the message fetched so far.
+    /// Chunks read ahead (one query reads several).
+    queued: std::collections::VecDeque<Bytes>,
+    /// Octets of the message taken from `queued` or the source so far.
     fetched: u64,
     /// The size in the snapshot.
     size: u64,
@@ -420,24 +444,38 @@ impl PgReader {
     /// The next chunk of the message, `None` at its end.
     async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
         let failed = |e: StoreError| io::Error::other(e.to_string());
+        if let Some(chunk) = self.queued.pop_front() {
+            return Ok(Some(chunk));
+        }
         match &mut self.source {
+            // Every octet the snapshot counted has come: no query to learn there is no more.
+            Source::Pg { .. } if self.fetched >= self.size => Ok(None),
             Source::Pg { id, next_seq } => {
                 let (id, seq) = (*id, *next_seq);
-                let chunk = spawn_on(&self.shared, move |shared| async move {
+                let chunks = spawn_on(&self.shared, move |shared| async move {
                     let client = shared.client().await?;
-                    let row = client
-                        .query_opt(
-                            "SELECT data FROM bodies WHERE message_id = $1 AND seq = $2",
-                            &[&id, &seq],
+                    let statement = client
+                        .prepare_cached(
+                            "SELECT data FROM bodies WHERE message_id = $1 \
+                             AND seq >= $2 AND seq < $2 + $3 ORDER BY seq",
                         )
                         .await
                         .map_err(temporary)?;
-                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                    let rows = client
+                        .query(&statement, &[&id, &seq, &batch(shared.chunk_size)])
+                        .await
+                        .map_err(temporary)?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|r| Bytes::from(r.get::<_, Vec<u8>>(0)))
+                        .collect::<Vec<_>>())
                 })
                 .await
                 .map_err(failed)?;
-                *next_seq += 1;
-                Ok(chunk.map(Bytes::from))
+                *next_seq =
+                    next_seq.saturating_add(i32::try_from(chunks.len()).unwrap_or(i32::MAX));
+                self.queued.extend(chunks);
+                Ok(self.queued.pop_front())
             }
             Source::Blob(slot) => {
                 let Some(mut stream) = slot.take() else {
