@@ -713,8 +713,12 @@ impl<T: Transport> Client<T> {
         let mut pending = VecDeque::new();
         let mut next = 0;
         while next < msgs.len() || !pending.is_empty() {
-            // Keep the window full: the machine sends what pipelining allows.
-            while next < msgs.len() && pending.len() < self.pipeline_window() {
+            // Refill the window once it is half empty, so that the RETRs go out in batches
+            // (one send, and one read by the server, for many) while the replies to the
+            // other half keep the connection busy; the machine sends what pipelining allows.
+            let window = self.pipeline_window();
+            let refill = pending.len() <= window / 2;
+            while refill && next < msgs.len() && pending.len() < window {
                 pending.push_back((self.machine.retr(msgs[next])?, msgs[next]));
                 next += 1;
             }
