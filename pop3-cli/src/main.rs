@@ -240,7 +240,7 @@ struct FetchArgs {
     /// Append to this mbox (mboxrd), under a lock.
     #[arg(long, value_name = "FILE", group = "target")]
     mbox: Option<PathBuf>,
-    /// Deliver each message to this command's standard input (`sh -c`; `%u` is the user):
+    /// Deliver each message to this command's standard input (`sh -c`; `%u` is the user, `%k` the message's key, also in POP3_FETCH_KEY):
     /// exit 0 delivered, 75 try again later, anything else failed.
     #[arg(long, value_name = "CMD", group = "target")]
     mda: Option<String>,

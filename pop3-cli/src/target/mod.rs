@@ -7,13 +7,22 @@
 //! tells the target which keys are still on the server ([`Target::compact`]).
 //!
 //! - [`local`]: a Maildir or an mbox (the `sink` module), durable on the local disk;
-//! - [`mda`]: a command (`procmail -d %u`) fed the message on its standard input, its exit
-//!   status the answer;
-//! - LMTP, SMTP and IMAP APPEND: parsed in the configuration, modules to come (they refuse to
-//!   open, naming what is missing). A network target learns what it needs from the message
-//!   itself: [`Envelope`] picks the envelope sender (`Return-Path:`) and the date (`Date:`)
-//!   out of the header as it streams by, and [`MessageInfo::size`] gives the size the server
-//!   announced (an IMAP literal needs one up front, so such a target buffers the message).
+//! - [`mda`]: a command (`procmail -d %u`) fed the whole message, spooled first, on its
+//!   standard input, its exit status the answer;
+//! - [`forward`]: LMTP or SMTP to a recipient (on `pop3-lmtp`'s client machine), the `250` the
+//!   answer;
+//! - [`imap`]: IMAP APPEND into a mailbox, the tagged `OK` the answer.
+//!
+//! A network target learns what it needs from the message itself: [`Envelope`] picks the
+//! envelope sender (`Return-Path:`) out of the header as it streams by, the IMAP target the
+//! date, and [`MessageInfo::size`] gives the size the server announced.
+//!
+//! What a kill can do to each (SIGKILL between the target's acceptance and the record's
+//! fsync): Maildir, mbox and IMAP deliver exactly once (IMAP by a pending record and a search
+//! of the mailbox before appending again); an MDA, LMTP or SMTP server that accepted a message
+//! in that window gets it again on the next run, since neither protocol can be asked whether a
+//! message arrived (the MDA is given the key, `%k` and `POP3_FETCH_KEY`, to drop such a
+//! duplicate itself). `tests/fetch_kill.rs` and `tests/fetch_imap.rs` measure it.
 //!
 //! The calls are synchronous: the fetch loop runs each account on a thread of its own, so a
 //! target may block (a pipe to a slow MDA, a network round trip) without holding up another
@@ -31,7 +40,6 @@ pub(crate) mod record;
 
 /// What a target is told about a message it begins.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // `uidl` and `size` are for the network targets to come.
 pub(crate) struct MessageInfo<'a> {
     /// The dedup key: a hash of (host, user, UIDL), see `sink::key`.
     pub(crate) key: &'a str,
@@ -95,7 +103,7 @@ pub(crate) enum TargetSpec {
     Maildir(PathBuf),
     /// An mbox file (mboxrd).
     Mbox(PathBuf),
-    /// A shell command, `%u` the user and `%a` the account.
+    /// A shell command, `%u` the user, `%a` the account, `%k` the message's key.
     Mda(String),
     /// `lmtp://host:24` or `lmtp:///path/to/socket`, to `recipient`.
     Lmtp { url: String, recipient: String },
@@ -182,21 +190,17 @@ impl ToLf {
 }
 
 /// Headers longer than this are not searched by [`Envelope`].
-#[allow(dead_code)]
 const HEADER_LIMIT: usize = 64 * 1024;
 
-/// The envelope a network target needs, read from the header as the message streams by:
-/// the sender (`Return-Path:`, the address inside `<>`; `<>` gives an empty sender) and the
-/// `Date:` value (an IMAP APPEND's internal date).
+/// The envelope sender a forwarding target needs, read from the header as the message streams
+/// by (`Return-Path:`, the address inside `<>`; `<>` gives an empty sender).
 #[derive(Debug, Default)]
-#[allow(dead_code)] // For the LMTP, SMTP and IMAP targets to come.
 pub(crate) struct Envelope {
     /// The header so far (up to the blank line or [`HEADER_LIMIT`]).
     header: Vec<u8>,
     done: bool,
 }
 
-#[allow(dead_code)]
 impl Envelope {
     /// The next octets of the message.
     pub(crate) fn feed(&mut self, data: &[u8]) {
@@ -247,11 +251,6 @@ impl Envelope {
             _ => v.split_whitespace().next().unwrap_or_default().to_string(),
         })
     }
-
-    /// The `Date:` value as written (RFC 5322 form).
-    pub(crate) fn date(&self) -> Option<String> {
-        self.field("Date")
-    }
 }
 
 #[cfg(test)]
@@ -288,10 +287,8 @@ mod tests {
             e.feed(chunk);
         }
         assert_eq!(e.sender().as_deref(), Some("bounce@example.com"));
-        assert_eq!(e.date().as_deref(), Some("Thu, 1 Jan 2026 10:00:00 +0000"));
         let mut e = Envelope::default();
         e.feed(b"Return-Path: <>\r\n\r\nbody\r\n");
         assert_eq!(e.sender().as_deref(), Some(""));
-        assert_eq!(e.date(), None);
     }
 }
