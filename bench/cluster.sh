@@ -83,6 +83,8 @@ load() { # OUT PORT ARGS...
   local out=$1 port=$2; shift 2
   "$bin/pop3-bench" --addr "127.0.0.1:$port" --password pw "$@" > "$out"
 }
+# CPU seconds used so far by PostgreSQL's processes (utime + stime of the live ones).
+pg_cpu() { for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.1f", s / hz}'; }
 field() { python3 -c "import re,sys; print(re.search(r'$1', open(sys.argv[1]).read()).group(1))" "$2"; }
 
 # --- one frontend each: PostgreSQL, Maildir, tuned Dovecot (bench/compare.sh's settings)
@@ -90,6 +92,8 @@ start_frontend pg1 --postgres "$db"; pg1=$fport pg1_lmtp=$flmtp
 start_frontend maildir --maildir-root "$work/mail" --users "$work/users"; md=$fport md_lmtp=$flmtp
 for who in pg1 md; do
   port=${!who}
+  # A warm-up pass (not counted): connections pooled, statements prepared, files cached.
+  load /dev/null "$port" --users "$users" --sessions "$users" --concurrency "$users" --mode full
   load "$work/$who-short" "$port" --users "$users" --sessions "$sessions" --concurrency "$conc" --mode short
   load "$work/$who-bulk" "$port" --users "$users" --sessions "$users" --concurrency "$users" --mode full
 done
@@ -108,7 +112,7 @@ echo "-- N frontends over one PostgreSQL: short sessions/s (sum), bulk MB/s (sum
 for n in 1 2 3; do
   ports=("$pg1" "$pg2" "$pg3")
   for kind in short bulk; do
-    pg_cpu0=$(ps -u postgres -o times= | awk '{s+=$1} END {print s+0}')
+    pg_cpu0=$(pg_cpu)
     loads=()
     for i in $(seq 0 $((n - 1))); do
       if [ "$kind" = short ]; then
@@ -119,8 +123,8 @@ for n in 1 2 3; do
       loads+=($!)
     done
     for j in "${loads[@]}"; do wait "$j"; done
-    pg_cpu1=$(ps -u postgres -o times= | awk '{s+=$1} END {print s+0}')
-    eval "cpu_$kind=$((pg_cpu1 - pg_cpu0))"
+    pg_cpu1=$(pg_cpu)
+    eval "cpu_$kind=$(python3 -c "print(round($pg_cpu1 - $pg_cpu0, 1))")"
   done
   short_sum=$(cat "$work"/n$n-short-* | sed -nE 's/.* ([0-9.]+) sessions\/s.*/\1/p' | awk '{s+=$1} END {printf "%.0f", s}')
   bulk_sum=$(cat "$work"/n$n-bulk-* | sed -nE 's/.* ([0-9.]+) MB\/s.*/\1/p' | awk '{s+=$1} END {printf "%.0f", s}')

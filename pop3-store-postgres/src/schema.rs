@@ -18,7 +18,8 @@
 //!   size POP3 reports (bodies are stored with CRLF line ends); `blob_key` names the object
 //!   holding the body when bodies are in S3, and is null when they are in `bodies`.
 //! - `bodies (message_id, seq, data bytea)`: a body in chunks, `seq` from 0; removed with
-//!   their message (`ON DELETE CASCADE`).
+//!   their message (`ON DELETE CASCADE`); stored `EXTERNAL` (out of line, not compressed), so
+//!   that reading a body costs the server no decompression.
 //! - `leases (user_name primary key, holder, expires_at)`: exclusive-mode sessions.
 
 /// The advisory-lock key that serialises migrations ("pop3migr").
@@ -52,6 +53,9 @@ CREATE TABLE bodies (
     data bytea NOT NULL,
     PRIMARY KEY (message_id, seq)
 );
+-- Out of line and uncompressed: a RETR then costs no decompression on the server (mail
+-- compresses well, but reading it is the hot path; disk is the cheaper resource).
+ALTER TABLE bodies ALTER COLUMN data SET STORAGE EXTERNAL;
 
 CREATE TABLE leases (
     user_name text PRIMARY KEY,
