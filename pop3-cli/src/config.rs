@@ -116,30 +116,60 @@ impl Serialize for ExpireArg {
 
 impl<'de> Deserialize<'de> for ExpireArg {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ExpireArg;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"never\" or a number of days")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExpireArg, E> {
-                Ok(ExpireArg::Days(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExpireArg, E> {
-                u64::try_from(v)
-                    .map(ExpireArg::Days)
-                    .map_err(|_| E::custom("expected \"never\" or a number of days"))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExpireArg, E> {
-                if v == "never" {
-                    Ok(ExpireArg::Never)
-                } else {
-                    Err(E::custom("expected \"never\" or a number of days"))
-                }
-            }
-        }
-        d.deserialize_any(Visitor)
+        const EXPECTED: &str = "expected \"never\" or a number of days";
+        number_or_text(
+            d,
+            "\"never\" or a number of days",
+            EXPECTED,
+            ExpireArg::Days,
+            |v| match v {
+                "never" => Ok(ExpireArg::Never),
+                _ => Err(EXPECTED.into()),
+            },
+        )
     }
+}
+
+/// Deserializes a value a file may write as a TOML integer or as a string (`30` or
+/// `"never"`, `90` or `"5m"`): `number` makes it of an integer that is not negative, `text` of
+/// a string. `expecting` says what was expected, `negative` is the error for an integer below
+/// zero.
+pub(crate) fn number_or_text<'de, D: serde::Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    negative: &'static str,
+    number: fn(u64) -> T,
+    text: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    struct Visitor<T> {
+        expecting: &'static str,
+        negative: &'static str,
+        number: fn(u64) -> T,
+        text: fn(&str) -> Result<T, String>,
+    }
+    impl<T> serde::de::Visitor<'_> for Visitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            Ok((self.number)(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            u64::try_from(v)
+                .map(self.number)
+                .map_err(|_| E::custom(self.negative))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.text)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Visitor {
+        expecting,
+        negative,
+        number,
+        text,
+    })
 }
 
 /// The file, as written: every key optional.
@@ -259,12 +289,13 @@ impl Lmtp {
     }
 }
 
-/// `FILE:LINE:COLUMN: message` for a TOML error at `span` of `text`.
-fn located(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
-    let Some(span) = span else {
-        return format!("{}: {message}", path.display());
+/// `FILE:LINE:COLUMN: message` for the octet offset `at` of `text` (`FILE: message` without
+/// one): the errors of `pop3 serve`'s and `pop3 fetch`'s configuration files.
+pub(crate) fn located(path: &Path, text: &str, at: Option<usize>, message: &str) -> String {
+    let Some(at) = at else {
+        return format!("{}: {}", path.display(), message.trim_end());
     };
-    let before = &text[..span.start.min(text.len())];
+    let before = &text[..at.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("{}:{line}:{column}: {}", path.display(), message.trim_end())
@@ -272,7 +303,7 @@ fn located(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, messag
 
 /// Parses the text of a configuration file.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<ConfigFile, String> {
-    toml::from_str(text).map_err(|e| located(path, text, e.span(), e.message()))
+    toml::from_str(text).map_err(|e| located(path, text, e.span().map(|s| s.start), e.message()))
 }
 
 /// Reads and parses a configuration file, its relative paths made relative to its directory.

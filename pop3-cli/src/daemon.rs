@@ -24,33 +24,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::FetchArgs;
 use crate::fetch::{self, Error, Plan, Report, Run, Status, Summary};
 use crate::fetch_config::Interval;
-use crate::{FetchArgs, LogFormat, LogLevel};
+use crate::serve::init_logging;
+use crate::signals::{Hangup, Signals};
 
 /// The longest wait after failures (unless the interval itself is longer).
 const BACKOFF_CAP: Duration = Duration::from_secs(3600);
-
-fn init_logging(format: LogFormat, level: LogLevel) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::filter::LevelFilter;
-    let level = match level {
-        LogLevel::Error => LevelFilter::ERROR,
-        LogLevel::Warn => LevelFilter::WARN,
-        LogLevel::Info => LevelFilter::INFO,
-        LogLevel::Debug => LevelFilter::DEBUG,
-        LogLevel::Trace => LevelFilter::TRACE,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(level)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 
 /// `d` times a random factor in [0.9, 1.1].
 pub(crate) fn jitter(d: Duration) -> Duration {
@@ -84,69 +65,6 @@ struct State {
 struct Done {
     account: String,
     result: Result<Summary, String>,
-}
-
-/// SIGINT and SIGTERM.
-struct Signals {
-    #[cfg(unix)]
-    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let handlers = signal(SignalKind::interrupt())
-                .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
-                .ok();
-            Signals { handlers }
-        }
-        #[cfg(not(unix))]
-        Signals {}
-    }
-
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some((int, term)) = &mut self.handlers {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// SIGHUP.
-struct Hangup {
-    #[cfg(unix)]
-    handler: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Hangup {
-                handler: signal(SignalKind::hangup()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        Hangup {}
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(h) = &mut self.handler
-            && h.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
 }
 
 /// `pop3 fetch --daemon`.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::TlsArg;
+use crate::config::{located, number_or_text};
 use crate::imap_append::ImapUrl;
 use crate::target::TargetSpec;
 use crate::target::imap::{ImapCredentials, ImapSpec};
@@ -102,7 +103,9 @@ pub(crate) struct Config {
     pub(crate) accounts: Vec<Account>,
 }
 
-/// `5m`, `90s`, `1h30m`, `2d`, or a number of seconds.
+/// `5m`, `90s`, `1h30m`, `1h 30m`, `2d`, `2days`, or a number of seconds: what
+/// [`humantime::parse_duration`] reads, and a bare number. Shown as `humantime` writes it
+/// (`5m`, `1h 30m`, `2days`), which reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Interval(pub(crate) Duration);
 
@@ -110,77 +113,31 @@ impl std::str::FromStr for Interval {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: expected a duration such as 90s, 5m, 1h30m or 1d");
         let t = s.trim();
-        if t.is_empty() {
-            return Err(bad());
-        }
         if let Ok(secs) = t.parse::<u64>() {
             return Ok(Interval(Duration::from_secs(secs)));
         }
-        let mut total = 0u64;
-        let mut rest = t;
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            if digits == 0 {
-                return Err(bad());
-            }
-            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let unit = match rest[..unit_len].trim() {
-                "s" | "sec" | "secs" | "second" | "seconds" => 1,
-                "m" | "min" | "mins" | "minute" | "minutes" => 60,
-                "h" | "hour" | "hours" => 3600,
-                "d" | "day" | "days" => 86_400,
-                _ => return Err(bad()),
-            };
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
-            rest = &rest[unit_len..];
-        }
-        Ok(Interval(Duration::from_secs(total)))
+        humantime::parse_duration(t)
+            .map(Interval)
+            .map_err(|_| format!("{s:?}: expected a duration such as 90s, 5m, 1h30m or 1d"))
     }
 }
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.as_secs();
-        match s {
-            0 => f.write_str("0s"),
-            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            s if s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            s if s % 60 == 0 => write!(f, "{}m", s / 60),
-            s => write!(f, "{s}s"),
-        }
+        humantime::format_duration(self.0).fmt(f)
     }
 }
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Interval;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"90s\", \"5m\", \"1h\" or a number of seconds")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Interval, E> {
-                Ok(Interval(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Interval, E> {
-                u64::try_from(v)
-                    .map(|v| Interval(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Interval, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
+        number_or_text(
+            d,
+            "a duration such as \"90s\", \"5m\", \"1h\" or a number of seconds",
+            "a duration cannot be negative",
+            |v| Interval(Duration::from_secs(v)),
+            str::parse,
+        )
     }
 }
 
@@ -211,25 +168,13 @@ impl std::str::FromStr for Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size such as 500000, \"512k\", \"20M\" or \"1G\"")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom("a size cannot be negative"))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
+        number_or_text(
+            d,
+            "a size such as 500000, \"512k\", \"20M\" or \"1G\"",
+            "a size cannot be negative",
+            Size,
+            str::parse,
+        )
     }
 }
 
@@ -304,17 +249,6 @@ struct AccountFile {
     imap_ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     imap_allow_plaintext: Option<Spanned<bool>>,
-}
-
-/// `FILE:LINE:COLUMN: message` for the octet offset `at` of `text`.
-fn located(path: &Path, text: &str, at: Option<usize>, message: &str) -> String {
-    let Some(at) = at else {
-        return format!("{}: {}", path.display(), message.trim_end());
-    };
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("{}:{line}:{column}: {}", path.display(), message.trim_end())
 }
 
 /// The default configuration file: `$XDG_CONFIG_HOME/pop3/fetch.toml`.
@@ -423,31 +357,22 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, String> {
         url.user = Some(user.clone());
         let imap = imap_spec(&a, &name, dir, &at)?;
         // Credentials: at most one source.
-        let sources: Vec<(&str, std::ops::Range<usize>)> = [
-            ("password", a.password.as_ref().map(Spanned::span)),
-            ("password_file", a.password_file.as_ref().map(Spanned::span)),
-            (
-                "password_command",
-                a.password_command.as_ref().map(Spanned::span),
-            ),
-            (
-                "oauth2_token_command",
-                a.oauth2_token_command.as_ref().map(Spanned::span),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(k, s)| s.map(|s| (k, s)))
-        .collect();
-        if let [_, (second, s), ..] = &sources[..] {
-            return Err(at(
-                s.clone(),
-                &key(second),
-                &format!(
-                    "give one of password, password_file, password_command and oauth2_token_command (also {})",
-                    sources[0].0
+        one_of(
+            &[
+                ("password", a.password.as_ref().map(Spanned::span)),
+                ("password_file", a.password_file.as_ref().map(Spanned::span)),
+                (
+                    "password_command",
+                    a.password_command.as_ref().map(Spanned::span),
                 ),
-            ));
-        }
+                (
+                    "oauth2_token_command",
+                    a.oauth2_token_command.as_ref().map(Spanned::span),
+                ),
+            ],
+            &key,
+            &at,
+        )?;
         let credentials = if let Some(p) = a.password {
             if let Some(mode) = readable_by_others(path) {
                 return Err(at(
@@ -776,7 +701,7 @@ fn imap_spec(
     at: &dyn Fn(std::ops::Range<usize>, &str, &str) -> String,
 ) -> Result<Option<ImapSpec>, String> {
     let key = |k: &str| format!("accounts.{name}.{k}");
-    let sources: Vec<(&str, std::ops::Range<usize>)> = [
+    let credentials = [
         (
             "imap_password_command",
             a.imap_password_command.as_ref().map(Spanned::span),
@@ -789,10 +714,7 @@ fn imap_spec(
             "imap_oauth2_token_command",
             a.imap_oauth2_token_command.as_ref().map(Spanned::span),
         ),
-    ]
-    .into_iter()
-    .filter_map(|(k, s)| s.map(|s| (k, s)))
-    .collect();
+    ];
     let Some(u) = &a.imap else {
         let tls = [
             ("imap_ca_file", a.imap_ca_file.as_ref().map(Spanned::span)),
@@ -801,11 +723,7 @@ fn imap_spec(
                 a.imap_allow_plaintext.as_ref().map(Spanned::span),
             ),
         ];
-        let stray = sources
-            .iter()
-            .cloned()
-            .chain(tls.into_iter().filter_map(|(k, s)| s.map(|s| (k, s))))
-            .next();
+        let stray = given(&credentials).chain(given(&tls)).next();
         return match stray {
             Some((k, s)) => Err(at(s, &key(k), "only an imap target has this key")),
             None => Ok(None),
@@ -830,15 +748,7 @@ fn imap_spec(
             "no user: write imaps://user@host/MAILBOX (%40 for an @ in the user name)",
         ));
     }
-    if let [(first, _), (second, s), ..] = &sources[..] {
-        return Err(at(
-            s.clone(),
-            &key(second),
-            &format!(
-                "give one of imap_password_command, imap_password_file and imap_oauth2_token_command (also {first})"
-            ),
-        ));
-    }
+    one_of(&credentials, &key, &at)?;
     let credentials = if let Some(c) = &a.imap_password_command {
         ImapCredentials::PasswordCommand(c.get_ref().clone())
     } else if let Some(f) = &a.imap_password_file {
@@ -872,6 +782,34 @@ fn imap_spec(
             .as_ref()
             .is_some_and(|b| *b.get_ref()),
     }))
+}
+
+/// The keys of `keys` the file gives (each with the span of its value, if given), in order.
+fn given<'k>(
+    keys: &[(&'k str, Option<std::ops::Range<usize>>)],
+) -> impl Iterator<Item = (&'k str, std::ops::Range<usize>)> {
+    keys.iter()
+        .filter_map(|(k, s)| s.as_ref().map(|s| (*k, s.clone())))
+}
+
+/// Refuses a second of the alternative `keys` (the sources of one credential), at its place:
+/// `give one of a, b and c (also a)`.
+fn one_of(
+    keys: &[(&str, Option<std::ops::Range<usize>>)],
+    key: &dyn Fn(&str) -> String,
+    at: &dyn Fn(std::ops::Range<usize>, &str, &str) -> String,
+) -> Result<(), String> {
+    let mut set = given(keys);
+    let (Some((first, _)), Some((second, s))) = (set.next(), set.next()) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    Err(at(
+        s,
+        &key(second),
+        &format!("give one of {} and {last} (also {first})", rest.join(", ")),
+    ))
 }
 
 /// An `imap` target's own keys, for `--print-config`.
@@ -956,7 +894,7 @@ mda = "procmail -d %u"
         let printed = print(2, c.interval, Path::new("/s"), &c.accounts).unwrap();
         assert!(printed.contains("[accounts.home]"), "{printed}");
         assert!(printed.contains("delete_after_days = 30"), "{printed}");
-        assert!(printed.contains("interval = \"90m\""), "{printed}");
+        assert!(printed.contains("interval = \"1h 30m\""), "{printed}");
     }
 
     #[test]
@@ -1040,11 +978,19 @@ mda = "procmail -d %u"
             ("90s", 90),
             ("5m", 300),
             ("1h30m", 5400),
+            ("1h 30m", 5400),
+            (" 5 min ", 300),
             ("2d", 172_800),
+            ("2days", 172_800),
         ] {
-            assert_eq!(s.parse::<Interval>().unwrap().0.as_secs(), secs, "{s}");
+            let i = s.parse::<Interval>().unwrap();
+            assert_eq!(i.0.as_secs(), secs, "{s}");
+            // Shown as it reads back.
+            assert_eq!(i.to_string().parse::<Interval>(), Ok(i), "{s}");
         }
-        for bad in ["", "m", "5x", "-1m"] {
+        assert_eq!(Interval(Duration::from_secs(300)).to_string(), "5m");
+        assert_eq!(Interval(Duration::from_secs(5400)).to_string(), "1h 30m");
+        for bad in ["", "m", "5x", "-1m", "1h30", "99999999999999999999d"] {
             assert!(bad.parse::<Interval>().is_err(), "{bad}");
         }
         assert_eq!("512k".parse::<Size>().unwrap().0, 512 * 1024);

@@ -21,6 +21,7 @@ mod metrics;
 mod observe;
 mod reload;
 mod serve;
+mod signals;
 mod sink;
 mod systemd;
 mod target;

@@ -21,11 +21,13 @@ use tokio::sync::watch;
 
 use crate::config::{self, TlsMode};
 use crate::reload::{Certs, Reloader, UsersFile};
+use crate::signals::{Hangup, Signals};
 use crate::{LogFormat, LogLevel, ServeArgs, demo, lmtp, metrics, observe, systemd};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn init_logging(format: LogFormat, level: LogLevel) {
+/// Logs to stderr in `format`, at `level` and above (also for `pop3 fetch --daemon`).
+pub(crate) fn init_logging(format: LogFormat, level: LogLevel) {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::LevelFilter;
     let level = match level {
@@ -360,78 +362,6 @@ where
     Ok(())
 }
 
-/// SIGINT and SIGTERM, listened to from before the first listener is bound (a signal that
-/// came before would otherwise end the process by its default action).
-struct Signals {
-    #[cfg(unix)]
-    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let handlers = match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                (Ok(int), Ok(term)) => Some((int, term)),
-                _ => None,
-            };
-            Signals { handlers }
-        }
-        #[cfg(not(unix))]
-        Signals {}
-    }
-
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some((int, term)) = &mut self.handlers {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// SIGHUP, the reload signal (systemd's `ExecReload`, or `kill -HUP`), listened to from before
-/// the first listener is bound, like [`Signals`].
-struct Hangup {
-    #[cfg(unix)]
-    handler: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Hangup {
-                handler: signal(SignalKind::hangup()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        Hangup {}
-    }
-
-    /// The next SIGHUP (never, where there is none).
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(h) = &mut self.handler
-            && h.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
-/// How to call this program again in a printed command: `pop3` when it was found on the
-/// `PATH`, else the path it was started by (`target/debug/pop3` under `cargo run`).
 /// Binds `addr` with a deep accept queue: a burst of connections (thousands of clients at
 /// once) must wait in the kernel, not be dropped half-open (tokio's default backlog is 1024;
 /// the kernel caps this at `net.core.somaxconn`).
@@ -452,6 +382,8 @@ async fn listen(addr: &str) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
 }
 
+/// How to call this program again in a printed command: `pop3` when it was found on the
+/// `PATH`, else the path it was started by (`target/debug/pop3` under `cargo run`).
 fn self_name() -> String {
     let arg0 = std::env::args().next().unwrap_or_default();
     if arg0.is_empty() || !arg0.contains('/') {

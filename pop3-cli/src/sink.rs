@@ -37,12 +37,14 @@
 //! kill between store and QUIT can fetch it twice; `pop3 fetch` warns about this.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
+
+use crate::target::record::{self, replace_file, safe};
 
 /// The dedup key of a message.
 pub(crate) fn key(host: &str, user: &str, uidl: &str) -> String {
@@ -61,19 +63,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replaces `path` atomically with `data`.
-fn replace_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    sync_dir(parent.unwrap_or(Path::new(".")))
-}
-
 /// The key in one of our Maildir file names (`….U<key>.host`), if it is one of ours.
 fn key_in_name(name: &str) -> Option<&str> {
     name.split('.')
@@ -81,9 +70,10 @@ fn key_in_name(name: &str) -> Option<&str> {
         .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Turns CRLF into LF across chunk boundaries (a CR alone is kept).
-#[derive(Default)]
-struct Unixify {
+/// Turns CRLF into LF across chunk boundaries (a CR alone is kept): for the mbox and Maildir
+/// here, and for the targets that hand a message on with LF line ends (`target::ToLf`).
+#[derive(Debug, Default)]
+pub(crate) struct Unixify {
     pending_cr: bool,
 }
 
@@ -91,7 +81,7 @@ impl Unixify {
     /// Appends `data` to `out` with CRLF made LF: whole spans between the CRs (found with
     /// `memchr`) are copied at once. A CR that ends `data` is held until the next octet shows
     /// whether an LF follows it.
-    fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let Some(&first) = data.first() else {
             return;
         };
@@ -119,7 +109,8 @@ impl Unixify {
         out.extend_from_slice(&data[start..]);
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) {
+    /// The end of the message: a CR held back is written.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         if std::mem::take(&mut self.pending_cr) {
             out.push(b'\r');
         }
@@ -214,6 +205,17 @@ pub(crate) struct Sink {
     scratch: Vec<u8>,
 }
 
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // The locks released explicitly: a child being forked elsewhere in the process (an
+        // MDA of another account) shares the descriptors until it execs.
+        let _ = self.record.unlock();
+        if let Kind::Mbox { file, .. } = &self.kind {
+            let _ = file.unlock();
+        }
+    }
+}
+
 impl Sink {
     /// Opens (creating) a Maildir.
     pub(crate) fn maildir(dir: &Path, host: &str, user: &str) -> Result<Sink, String> {
@@ -272,25 +274,14 @@ impl Sink {
 
     /// Opens (creating) an mbox, locked for this process until the sink is dropped.
     pub(crate) fn mbox(path: &Path, host: &str, user: &str) -> Result<Sink, String> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| format!("cannot open the mbox {}: {e}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                eprintln!(
-                    "pop3: waiting for the lock on {} (another program is writing it)",
-                    path.display()
-                );
-                file.lock()
-                    .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", path.display()));
-            }
+        let file = record::open_append(path, "mbox")?;
+        if !record::try_lock(&file, path)? {
+            eprintln!(
+                "pop3: waiting for the lock on {} (another program is writing it)",
+                path.display()
+            );
+            file.lock()
+                .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
         }
         let name = format!(
             "{}{}",
@@ -543,17 +534,6 @@ fn separator_gap(file: &mut File, offset: u64) -> std::io::Result<&'static [u8]>
 }
 
 fn record_name(host: &str, user: &str) -> String {
-    let safe = |s: &str| {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
     format!(".pop3-uidl-{}-{}", safe(host), safe(user))
 }
 
@@ -575,39 +555,9 @@ fn local_hostname() -> String {
 /// Opens and locks the record, and reads it: keys with `D` are done. For an mbox, a `P`
 /// without `D` is an append that may be partial: the mbox is cut back to where it began.
 fn open_record(path: &Path, mbox: Option<&File>) -> Result<(File, HashSet<String>), String> {
-    let mut record = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| format!("cannot open the record {}: {e}", path.display()))?;
-    match record.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(format!(
-                "another pop3 fetch of this account into this destination is running ({} is locked)",
-                path.display()
-            ));
-        }
-        Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
-    }
-    let mut text = String::new();
-    record
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read the record {}: {e}", path.display()))?;
-    // A last line without its line end was cut short (a crash inside the write): it is not
-    // trusted, and it is ended so that the next line does not run into it. Ignoring a cut `D`
-    // is safe: its `P` then stands, and the message is cut from the mbox and fetched again.
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    if complete.len() != text.len() {
-        record
-            .write_all(b"\n")
-            .and_then(|()| record.sync_data())
-            .map_err(|e| format!("cannot write the record {}: {e}", path.display()))?;
-    }
+    // Ignoring a cut `D` is safe: its `P` then stands, and the message is cut from the mbox
+    // and fetched again.
+    let (record, complete) = record::open_locked(path, "destination")?;
     let mut done = HashSet::new();
     let mut pending: Option<(String, u64)> = None;
     for line in complete.lines() {
@@ -650,14 +600,50 @@ struct MboxWriter {
     header: Vec<u8>,
     /// In the header: the line begun in an earlier chunk.
     line: Vec<u8>,
-    return_path: Option<String>,
-    from: Option<String>,
+    sender: Sender,
     /// In the body: how far the current line's start is known.
     start: LineStart,
     /// In the body: CRLF to LF.
     unix: Unixify,
     /// What one [`MboxWriter::write`] appends (kept for the next).
     out: Vec<u8>,
+}
+
+/// The sender of an mbox separator, picked out of the header as it goes by.
+#[derive(Default)]
+struct Sender {
+    return_path: Option<String>,
+    from: Option<String>,
+}
+
+impl Sender {
+    /// A header line, without its line end: the first `Return-Path:` and `From:` are kept.
+    fn header_line(&mut self, bare: &[u8]) {
+        let field = |name: &str| {
+            bare.len() > name.len() && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        };
+        if field("Return-Path:") && self.return_path.is_none() {
+            self.return_path = Some(address(&bare[12..]));
+        } else if field("From:") && self.from.is_none() {
+            self.from = Some(address(&bare[5..]));
+        }
+    }
+
+    /// Appends the separator, `From sender date` (the sender from `Return-Path:`, else
+    /// `From:`, else `MAILER-DAEMON`; the date now).
+    fn separator(&mut self, out: &mut Vec<u8>) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let sender = self
+            .return_path
+            .take()
+            .or(self.from.take())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "MAILER-DAEMON".into());
+        out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
+    }
 }
 
 /// The `From ` of an mboxrd `>*From ` line.
@@ -679,8 +665,7 @@ impl MboxWriter {
             in_header: true,
             header: Vec::new(),
             line: Vec::new(),
-            return_path: None,
-            from: None,
+            sender: Sender::default(),
             start: LineStart::Open { gts: 0, from: 0 },
             unix: Unixify::default(),
             out: Vec::new(),
@@ -694,14 +679,7 @@ impl MboxWriter {
         let bare = line.strip_suffix(b"\n").unwrap_or(line);
         let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
         if !bare.is_empty() && self.header.len() < HEADER_LIMIT {
-            let field = |name: &str| {
-                bare.len() > name.len() && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-            };
-            if field("Return-Path:") && self.return_path.is_none() {
-                self.return_path = Some(address(&bare[12..]));
-            } else if field("From:") && self.from.is_none() {
-                self.from = Some(address(&bare[5..]));
-            }
+            self.sender.header_line(bare);
             emit_line(&mut self.header, line);
             return;
         }
@@ -713,17 +691,7 @@ impl MboxWriter {
         if !std::mem::take(&mut self.in_header) {
             return;
         }
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let sender = self
-            .return_path
-            .take()
-            .or(self.from.take())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "MAILER-DAEMON".into());
-        out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
+        self.sender.separator(out);
         out.extend_from_slice(&self.header);
         self.header = Vec::new();
     }
@@ -1035,13 +1003,10 @@ mod tests {
 
     #[test]
     fn unixify_across_chunks() {
-        let mut u = Unixify::default();
-        let mut out = Vec::new();
-        for chunk in [&b"a\r"[..], b"\nb\r", b"c\r\r", b"\n", b"\r"] {
-            u.feed(chunk, &mut out);
-        }
-        u.finish(&mut out);
-        assert_eq!(out, b"a\nb\rc\r\n\r");
+        let chunks: [&[u8]; 7] = [b"a\r", b"\nb\r", b"c\r\r", b"\n", b"\r", b"", b"x\r\n\r"];
+        let (out, reference) = unixify_chunks(&chunks);
+        assert_eq!(out, b"a\nb\rc\r\n\rx\n\r");
+        assert_eq!(out, reference);
     }
 
     #[test]
@@ -1086,12 +1051,13 @@ mod tests {
         }
     }
 
-    /// The line-at-a-time mboxrd writer of before the span version: the reference.
+    /// The line-at-a-time mboxrd writer of before the span version: the reference. Its lines
+    /// go through [`emit_line`] (checked on its own by `mboxrd_quoting`), its header through
+    /// [`Sender`], as the writer's header does.
     struct RefMbox {
         line: Vec<u8>,
         header: Option<Vec<u8>>,
-        return_path: Option<String>,
-        from: Option<String>,
+        sender: Sender,
     }
 
     impl RefMbox {
@@ -1099,8 +1065,7 @@ mod tests {
             RefMbox {
                 line: Vec::new(),
                 header: Some(Vec::new()),
-                return_path: None,
-                from: None,
+                sender: Sender::default(),
             }
         }
 
@@ -1109,38 +1074,20 @@ mod tests {
                 let bare = line.strip_suffix(b"\n").unwrap_or(line);
                 let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
                 if !bare.is_empty() && header.len() < HEADER_LIMIT {
-                    let field = |name: &str| {
-                        bare.len() > name.len()
-                            && bare[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                    };
-                    if field("Return-Path:") && self.return_path.is_none() {
-                        self.return_path = Some(address(&bare[12..]));
-                    } else if field("From:") && self.from.is_none() {
-                        self.from = Some(address(&bare[5..]));
-                    }
-                    ref_emit_line(header, line);
+                    self.sender.header_line(bare);
+                    emit_line(header, line);
                     return;
                 }
                 self.separator(out);
             }
-            ref_emit_line(out, line);
+            emit_line(out, line);
         }
 
         fn separator(&mut self, out: &mut Vec<u8>) {
             let Some(header) = self.header.take() else {
                 return;
             };
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let sender = self
-                .return_path
-                .take()
-                .or(self.from.take())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "MAILER-DAEMON".into());
-            out.extend_from_slice(format!("From {sender} {}\n", asctime(secs)).as_bytes());
+            self.sender.separator(out);
             out.extend_from_slice(&header);
         }
 
@@ -1164,20 +1111,6 @@ mod tests {
             self.separator(out);
             out.push(b'\n');
         }
-    }
-
-    fn ref_emit_line(out: &mut Vec<u8>, line: &[u8]) {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        let quoted = body
-            .iter()
-            .position(|&b| b != b'>')
-            .is_some_and(|i| body[i..].starts_with(b"From "));
-        if quoted {
-            out.push(b'>');
-        }
-        out.extend_from_slice(body);
-        out.push(b'\n');
     }
 
     /// A small deterministic generator (xorshift64*), so that a failure can be replayed.

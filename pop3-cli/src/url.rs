@@ -13,26 +13,32 @@ pub(crate) struct PopUrl {
     pub(crate) port: u16,
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+/// `%XX` escapes to bytes, in a part of a POP or IMAP URL; the result must be UTF-8 without
+/// CR, LF or NUL (no command injection through an escape).
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape in the URL")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| "invalid %-escape in the URL")?);
+            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "invalid %-escape")?);
             i += 3;
         } else {
             out.push(b[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "the URL's user name is not UTF-8".into())
+    if out.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err("%0D, %0A and %00 are not allowed".into());
+    }
+    String::from_utf8(out).map_err(|_| "a %-escaped part is not UTF-8".into())
 }
 
 /// Parses `url`; CR, LF and NUL anywhere are refused (no command injection through it).
 pub(crate) fn parse(url: &str) -> Result<PopUrl, String> {
     let bad = |why: &str| Err(format!("invalid URL {url:?}: {why}"));
+    let decode = |part: &str| percent_decode(part).map_err(|e| format!("invalid URL {url:?}: {e}"));
     // Checked on the raw text and again after percent-decoding (below).
     if url.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return bad("CR, LF and NUL are not allowed");
@@ -68,12 +74,12 @@ pub(crate) fn parse(url: &str) -> Result<PopUrl, String> {
                 None => None,
                 Some(p) => match p.split_once('=') {
                     Some((k, v)) if k.eq_ignore_ascii_case("auth") && !v.is_empty() => {
-                        Some(percent_decode(v)?)
+                        Some(decode(v)?)
                     }
                     _ => return bad("only ;AUTH=mechanism is understood after the user name"),
                 },
             };
-            let name = percent_decode(name)?;
+            let name = decode(name)?;
             ((!name.is_empty()).then_some(name), auth)
         }
     };

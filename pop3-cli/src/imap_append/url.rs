@@ -5,6 +5,7 @@
 use base64::Engine as _;
 
 use super::ImapError;
+use crate::url::percent_decode;
 
 /// A parsed IMAP delivery URL: `imaps://user@imap.gmail.com/INBOX`.
 ///
@@ -130,28 +131,6 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
-}
-
-/// `%XX` escapes to bytes; the result must be UTF-8 without CR, LF or NUL.
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-            let byte = u8::from_str_radix(hex, 16).map_err(|_| "invalid %-escape")?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    if out.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
-        return Err("%0D, %0A and %00 are not allowed".into());
-    }
-    String::from_utf8(out).map_err(|_| "a %-escaped part is not UTF-8".into())
 }
 
 /// RFC 3501 §5.1.3's modified UTF-7 of a mailbox name: printable ASCII stands for itself

@@ -34,7 +34,6 @@
 //! deleting only what was stored before. The record lives in the state directory
 //! (`forward-<host>-<user>`), like the MDA's.
 
-use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -49,8 +48,8 @@ use pop3_lmtp::{Domain, Mailbox, Path};
 use pop3_tls::Trust;
 use rustls::pki_types::ServerName;
 
-use super::record::{Record, safe};
-use super::{Envelope, MessageInfo, Outcome, Owner, Target, TargetSpec};
+use super::record::{Record, safe, synced_record_methods};
+use super::{Envelope, MessageInfo, Outcome, Owner, Target, TargetSpec, begun};
 
 /// How long one read or write may take (RFC 5321 §4.5.3.2 has the server wait 10 minutes
 /// for the end of the data, and the client 10 minutes for its answer; 5 is plenty locally).
@@ -395,7 +394,7 @@ impl Forward {
         let result = match outcome.recipients.first().map(|(_, s)| s) {
             Some(RecipientStatus::Accepted(_)) => {
                 // Durable before anything else happens: the DELE may follow.
-                self.record.add(std::slice::from_ref(&p.key))?;
+                self.record.accept(&p.key)?;
                 Outcome::Stored
             }
             Some(RecipientStatus::TempFailed(r)) => Outcome::Deferred(said(r)),
@@ -503,9 +502,7 @@ impl Session<'_> {
 }
 
 impl Target for Forward {
-    fn has(&self, key: &str) -> bool {
-        self.record.has(key)
-    }
+    synced_record_methods!();
 
     fn begin(&mut self, msg: &MessageInfo<'_>) -> io::Result<()> {
         self.current = Some(Pending {
@@ -517,39 +514,20 @@ impl Target for Forward {
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let p = self
-            .current
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no message started"))?;
+        let p = begun(self.current.as_mut())?;
         p.data.extend_from_slice(data);
         p.envelope.feed(data);
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<Outcome> {
-        let p = self
-            .current
-            .take()
-            .ok_or_else(|| io::Error::other("no message started"))?;
+        let p = begun(self.current.take())?;
         self.deliver(p)
     }
 
     fn abort(&mut self) {
         // Nothing was sent yet: the message goes at `finish`.
         self.current = None;
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        // Each acceptance was recorded and synced as it came.
-        Ok(())
-    }
-
-    fn compact(&mut self, live: &HashSet<String>) -> io::Result<()> {
-        self.record.compact(live)
-    }
-
-    fn import(&mut self, keys: &[String]) -> io::Result<()> {
-        self.record.add(keys)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 
-use super::{MessageInfo, Outcome, Owner, Target};
+use super::{MessageInfo, Outcome, Owner, Target, begun};
 use crate::sink::Sink;
 
 /// A Maildir or an mbox.
@@ -49,10 +49,7 @@ impl Target for Local {
     }
 
     fn finish(&mut self) -> io::Result<Outcome> {
-        let key = self
-            .current
-            .take()
-            .ok_or_else(|| io::Error::other("no message started"))?;
+        let key = begun(self.current.take())?;
         // An mbox message is durable now, a Maildir one with its batch (at the latest at
         // `sync`).
         self.sink.finish(&key)?;

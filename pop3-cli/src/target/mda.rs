@@ -33,14 +33,13 @@
 //! `mda = "cat > ~/Mail/tmp/%k && mv ~/Mail/tmp/%k ~/Mail/new/%k"`. An MDA that exits 0
 //! without reading its input (a duplicate dropped) is taken at its word: delivered.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::record::{Record, safe};
-use super::{MessageInfo, Outcome, Owner, Target, ToLf};
+use super::record::{Record, safe, synced_record_methods};
+use super::{MessageInfo, Outcome, Owner, Target, ToLf, begun};
 
 /// `EX_TEMPFAIL` of sysexits.h.
 const EX_TEMPFAIL: i32 = 75;
@@ -184,9 +183,7 @@ impl Mda {
 }
 
 impl Target for Mda {
-    fn has(&self, key: &str) -> bool {
-        self.record.has(key)
-    }
+    synced_record_methods!();
 
     fn begin(&mut self, msg: &MessageInfo<'_>) -> io::Result<()> {
         // A message begun and not finished is dropped with its spool.
@@ -202,10 +199,7 @@ impl Target for Mda {
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let s = self
-            .current
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no message started"))?;
+        let s = begun(self.current.as_mut())?;
         self.scratch.clear();
         s.lf.feed(data, &mut self.scratch);
         s.file
@@ -219,10 +213,7 @@ impl Target for Mda {
             uidl,
             mut file,
             mut lf,
-        } = self
-            .current
-            .take()
-            .ok_or_else(|| io::Error::other("no message started"))?;
+        } = begun(self.current.take())?;
         self.scratch.clear();
         lf.finish(&mut self.scratch);
         let spooled = file
@@ -236,7 +227,7 @@ impl Target for Mda {
         let outcome = Mda::run(&command, &key, uidl.as_deref(), input)?;
         if outcome == Outcome::Stored {
             // Delivered: recorded and synced before the DELE.
-            self.record.add(std::slice::from_ref(&key))?;
+            self.record.accept(&key)?;
         }
         Ok(outcome)
     }
@@ -244,19 +235,6 @@ impl Target for Mda {
     fn abort(&mut self) {
         // Nothing was handed to an MDA yet: the spool goes, and the message with it.
         self.current = None;
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        // Each acceptance was recorded and synced as it came.
-        Ok(())
-    }
-
-    fn compact(&mut self, live: &HashSet<String>) -> io::Result<()> {
-        self.record.compact(live)
-    }
-
-    fn import(&mut self, keys: &[String]) -> io::Result<()> {
-        self.record.add(keys)
     }
 }
 

@@ -153,41 +153,15 @@ pub(crate) fn open(spec: &TargetSpec, owner: &Owner<'_>) -> Result<Box<dyn Targe
     }
 }
 
-/// Turns CRLF into LF across chunk boundaries (a CR alone is kept), a span at a time.
-#[derive(Debug, Default)]
-pub(crate) struct ToLf {
-    pending_cr: bool,
+/// The message begun (a target's `current`, taken or borrowed), or the error of a
+/// [`Target::write`] or [`Target::finish`] without a [`Target::begin`].
+pub(crate) fn begun<T>(current: Option<T>) -> io::Result<T> {
+    current.ok_or_else(|| io::Error::other("no message started"))
 }
 
-impl ToLf {
-    /// Appends `data`, converted, to `out`.
-    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
-        if data.is_empty() {
-            return;
-        }
-        if std::mem::take(&mut self.pending_cr) && data[0] != b'\n' {
-            out.push(b'\r');
-        }
-        while let Some(i) = memchr::memchr(b'\r', data) {
-            out.extend_from_slice(&data[..i]);
-            match data.get(i + 1) {
-                // CRLF: the CR goes.
-                Some(b'\n') => {}
-                Some(_) => out.push(b'\r'),
-                None => self.pending_cr = true,
-            }
-            data = &data[i + 1..];
-        }
-        out.extend_from_slice(data);
-    }
-
-    /// The end of the message: a CR held back is written.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
-        if std::mem::take(&mut self.pending_cr) {
-            out.push(b'\r');
-        }
-    }
-}
+/// Turns CRLF into LF across chunk boundaries (a CR alone is kept), a span at a time: the
+/// converter of the local mbox and Maildir, for the targets that hand a message on with LF.
+pub(crate) use crate::sink::Unixify as ToLf;
 
 /// Headers longer than this are not searched by [`Envelope`].
 const HEADER_LIMIT: usize = 64 * 1024;
@@ -256,25 +230,6 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn to_lf_across_chunks() {
-        let mut u = ToLf::default();
-        let mut out = Vec::new();
-        for chunk in [
-            &b"a\r"[..],
-            b"\nb\r",
-            b"c\r\r",
-            b"\n",
-            b"\r",
-            b"",
-            b"x\r\n\r",
-        ] {
-            u.feed(chunk, &mut out);
-        }
-        u.finish(&mut out);
-        assert_eq!(out, b"a\nb\rc\r\n\rx\n\r");
-    }
 
     #[test]
     fn envelope_from_the_header() {

@@ -39,33 +39,7 @@ impl Record {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| format!("cannot open the record {}: {e}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(format!(
-                    "another pop3 fetch of this account into this target is running ({} is locked)",
-                    path.display()
-                ));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", path.display()));
-            }
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| format!("cannot read the record {}: {e}", path.display()))?;
-        let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-        if complete.len() != text.len() {
-            file.write_all(b"\n")
-                .and_then(|()| file.sync_data())
-                .map_err(|e| format!("cannot write the record {}: {e}", path.display()))?;
-        }
+        let (file, complete) = open_locked(path, "target")?;
         let mut done = HashSet::new();
         let mut pending = HashMap::new();
         for line in complete.lines() {
@@ -109,6 +83,13 @@ impl Record {
         for k in keys {
             self.note(k);
         }
+        self.flush()
+    }
+
+    /// Records `key` as delivered and syncs the file: for a target that took the message
+    /// durably (an MDA's exit 0, a `250`), before the fetch may send the `DELE`.
+    pub(crate) fn accept(&mut self, key: &str) -> std::io::Result<()> {
+        self.note(key);
         self.flush()
     }
 
@@ -176,6 +157,80 @@ impl Drop for Record {
     fn drop(&mut self) {
         // What was noted and not yet written: best effort (it is pending on disk anyway).
         let _ = self.flush();
+        // Released explicitly: a child being forked elsewhere in the process (an MDA of
+        // another account) shares the descriptor until it execs, and would hold the lock that
+        // long after the close.
+        let _ = self.file.unlock();
+    }
+}
+
+/// The record-keeping methods of [`Target`](super::Target) for a target that records each
+/// message it delivers, synced, as it is accepted ([`Record::accept`]), in its field `record`
+/// (the MDA and the forwarders): `has`, `sync` (nothing left to do), `compact` and `import`.
+macro_rules! synced_record_methods {
+    () => {
+        fn has(&self, key: &str) -> bool {
+            self.record.has(key)
+        }
+
+        fn sync(&mut self) -> std::io::Result<()> {
+            // Each acceptance was recorded and synced as it came.
+            Ok(())
+        }
+
+        fn compact(&mut self, live: &std::collections::HashSet<String>) -> std::io::Result<()> {
+            self.record.compact(live)
+        }
+
+        fn import(&mut self, keys: &[String]) -> std::io::Result<()> {
+            self.record.add(keys)
+        }
+    };
+}
+pub(crate) use synced_record_methods;
+
+/// Opens (creating it) and locks the record file at `path`, for a fetch into a `what`
+/// ("target", "destination": the word the error names), and reads its complete lines. A last
+/// line without its line end was cut short (a crash inside the write): it is not trusted, and
+/// it is ended in the file so that the next line does not run into it.
+pub(crate) fn open_locked(path: &Path, what: &str) -> Result<(File, String), String> {
+    let mut file = open_append(path, "record")?;
+    if !try_lock(&file, path)? {
+        return Err(format!(
+            "another pop3 fetch of this account into this {what} is running ({} is locked)",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the record {}: {e}", path.display()))?;
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    if complete != text.len() {
+        file.write_all(b"\n")
+            .and_then(|()| file.sync_data())
+            .map_err(|e| format!("cannot write the record {}: {e}", path.display()))?;
+        text.truncate(complete);
+    }
+    Ok((file, text))
+}
+
+/// Opens `path` to read and to append, creating it; `what` it is (`record`, `mbox`) names it
+/// in the error.
+pub(crate) fn open_append(path: &Path, what: &str) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot open the {what} {}: {e}", path.display()))
+}
+
+/// Takes the exclusive lock on `file` (at `path`) if it is free: `false` if another holds it.
+pub(crate) fn try_lock(file: &File, path: &Path) -> Result<bool, String> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
