@@ -332,14 +332,14 @@ fn a_frontend_killed_mid_download_and_restarted_loses_nothing() {
         "a",
         &config(&url, "snapshot", "chunk_size = 4096"),
     );
-    // 30 messages of 100 KiB by LMTP.
+    // 60 messages of 100 KiB by LMTP.
     let body: Vec<u8> = (0..1600)
         .flat_map(|i| {
             format!("line {i:05} of a long message, padded out to sixty-four octets...\r\n")
                 .into_bytes()
         })
         .collect();
-    for i in 0..30 {
+    for i in 0..60 {
         let mut m = format!("Subject: big {i}\r\n\r\n").into_bytes();
         m.extend_from_slice(&body);
         lmtp_deliver(a.lmtp_port, "alice@example.org", &m);
@@ -366,9 +366,20 @@ fn a_frontend_killed_mid_download_and_restarted_loses_nothing() {
             .spawn()
             .unwrap()
     };
-    // Kill the frontend while the fetch downloads.
+    // Kill the frontend while the fetch downloads: once the first message is in the
+    // Maildir's tmp/ (written, not yet durable nor deleted).
     let child = fetch(&dest);
-    std::thread::sleep(Duration::from_millis(150));
+    let start = Instant::now();
+    while std::fs::read_dir(dest.join("tmp"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the fetch never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     a.kill9();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -396,7 +407,7 @@ fn a_frontend_killed_mid_download_and_restarted_loses_nothing() {
         })
         .collect();
     subjects.sort();
-    let mut expected: Vec<String> = (0..30).map(|i| format!("Subject: big {i}")).collect();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("Subject: big {i}")).collect();
     expected.extend(["Subject: one", "Subject: three", "Subject: two"].map(String::from));
     expected.sort();
     assert_eq!(subjects, expected);

@@ -7,23 +7,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod support;
-use support::{BIN, MESSAGES, Options, PASSWORD, Server, run, served_size};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn on_server(server: &Server) -> usize {
-    let md = server.dir.path().join("mail").join(support::USER);
-    ["new", "cur"]
-        .iter()
-        .map(|d| std::fs::read_dir(md.join(d)).unwrap().count())
-        .sum()
-}
+use support::{
+    BIN, MESSAGES, Options, PASSWORD, Server, account, chmod, on_server, run, served_size, stderr,
+    stdout, write_private,
+};
 
 fn count_new(md: &Path) -> usize {
     std::fs::read_dir(md.join("new")).map_or(0, |d| d.count())
@@ -39,32 +26,9 @@ fn fetch(home: &Path, args: &[&str]) -> Output {
         .env("XDG_STATE_HOME", home.join("state")))
 }
 
-/// An account of `server` over implicit TLS.
-fn account(server: &Server, name: &str, rest: &str) -> String {
-    format!(
-        "[accounts.{name}]\nurl = \"pop3s://alice@127.0.0.1:{}\"\nca_file = \"{}\"\n{rest}\n",
-        server.tls_port.unwrap(),
-        server.dir.path().join("cert.pem").display()
-    )
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn chmod(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 #[test]
 fn accounts_run_together_and_one_failure_does_not_stop_the_others() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     std::fs::create_dir_all(h.join("config/pop3")).unwrap();
@@ -155,10 +119,7 @@ fn accounts_run_together_and_one_failure_does_not_stop_the_others() {
 
 #[test]
 fn print_config_redacts_and_a_readable_password_is_refused() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let config = h.join("fetch.toml");
@@ -253,10 +214,7 @@ fn print_config_redacts_and_a_readable_password_is_refused() {
 
 #[test]
 fn max_size_and_delete_after_days() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let config = h.join("fetch.toml");

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{BIN, Options, PASSWORD, Server};
+use support::{BIN, PASSWORD, Server, account, maildrop, on_server, write_private};
 
 /// A daemon whose log goes to a file; killed on drop.
 struct Daemon {
@@ -89,33 +89,8 @@ impl Drop for Daemon {
     }
 }
 
-fn maildrop(server: &Server) -> PathBuf {
-    server.dir.path().join("mail").join(support::USER)
-}
-
-fn on_server(server: &Server) -> usize {
-    ["new", "cur"]
-        .iter()
-        .map(|d| std::fs::read_dir(maildrop(server).join(d)).unwrap().count())
-        .sum()
-}
-
 fn files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
-}
-
-fn account(server: &Server, name: &str, rest: &str) -> String {
-    format!(
-        "[accounts.{name}]\nurl = \"pop3s://alice@127.0.0.1:{}\"\nca_file = \"{}\"\n{rest}\n",
-        server.tls_port.unwrap(),
-        server.dir.path().join("cert.pem").display()
-    )
-}
-
-fn write(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// The `retry_in=…s` values of the log's failures of `account`, in order.
@@ -131,10 +106,7 @@ fn retries(log: &str, account: &str) -> Vec<f64> {
 
 #[test]
 fn polls_backs_off_reloads_and_stops_cleanly() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let config = h.join("fetch.toml");
@@ -150,7 +122,7 @@ fn polls_backs_off_reloads_and_stops_cleanly() {
         "bad",
         "password_command = \"echo wrong\"\nkeep = true\nmaildir = \"bad\"",
     );
-    write(&config, &format!("interval = \"1s\"\n{good}{bad}"));
+    write_private(&config, &format!("interval = \"1s\"\n{good}{bad}"));
     let mut d = Daemon::start(h, &config);
     d.wait_for("the first fetch", |_| files(&h.join("good/new")) == 3);
     // A new message is fetched at the next poll.
@@ -174,7 +146,7 @@ fn polls_backs_off_reloads_and_stops_cleanly() {
         "third",
         &format!("password_command = \"echo {PASSWORD}\"\nkeep = true\nmbox = \"third.mbox\""),
     );
-    write(&config, &format!("interval = \"1s\"\n{good}{third}"));
+    write_private(&config, &format!("interval = \"1s\"\n{good}{third}"));
     d.signal("-HUP");
     d.wait_for("the reload", |log| {
         log.contains("reload: configuration read")
@@ -184,7 +156,7 @@ fn polls_backs_off_reloads_and_stops_cleanly() {
             .is_ok_and(|t| t.matches("\nSubject: ").count() >= 4)
     });
     // A bad file is refused, the previous configuration stays.
-    write(&config, "bogus = 1\n");
+    write_private(&config, "bogus = 1\n");
     d.signal("-HUP");
     d.wait_for("the refused reload", |log| {
         log.contains("reload: configuration refused") && log.contains("unknown field `bogus`")
@@ -197,10 +169,7 @@ fn polls_backs_off_reloads_and_stops_cleanly() {
 
 #[test]
 fn sigterm_stops_after_the_message_in_hand() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let total = 3 + 40;
     for i in 0..40 {
         std::fs::write(
@@ -215,7 +184,7 @@ fn sigterm_stops_after_the_message_in_hand() {
     std::fs::create_dir(&out).unwrap();
     let config = h.join("fetch.toml");
     // A slow MDA: the stop comes while messages are still to go.
-    write(
+    write_private(
         &config,
         &account(
             &server,

@@ -9,51 +9,16 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{BIN, Options, PASSWORD, Server, run};
+use support::{
+    Server, on_server, run_fetch, set_maildrop, spawn_fetch, stderr, stdout, write_config,
+};
 
 #[path = "support/dovecot_imap.rs"]
 mod dovecot_imap;
 use dovecot_imap::{IMAP_PASSWORD, Imapd};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// alice's maildrop on the POP3 server.
-fn maildrop(server: &Server) -> PathBuf {
-    server.dir.path().join("mail").join(support::USER)
-}
-
-/// Messages left in alice's maildrop.
-fn on_server(server: &Server) -> usize {
-    let md = maildrop(server);
-    ["new", "cur"]
-        .iter()
-        .map(|d| std::fs::read_dir(md.join(d)).unwrap().count())
-        .sum()
-}
-
-/// Replaces alice's maildrop with `messages` (LF line ends, as a Maildir stores them).
-fn set_maildrop(server: &Server, messages: &[Vec<u8>]) {
-    let md = maildrop(server);
-    for d in ["new", "cur"] {
-        for e in std::fs::read_dir(md.join(d)).unwrap() {
-            std::fs::remove_file(e.unwrap().path()).unwrap();
-        }
-    }
-    for (i, m) in messages.iter().enumerate() {
-        let name = format!("new/{}.M{i}P7.imaptest", 1_700_000_000 + i);
-        std::fs::write(md.join(name), m).unwrap();
-    }
-}
 
 /// A message as POP3 serves it: CRLF line ends.
 fn crlf(m: &[u8]) -> Vec<u8> {
@@ -67,36 +32,20 @@ fn crlf(m: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes `home/fetch.toml`: one account `mv` of `server` (pop3s, its certificate trusted)
-/// into `imap`, with `extra` lines (the imap_* keys, a policy); gives its path.
+/// Writes `home/fetch.toml`: one account `mv` of `server` into `imap`, with `extra` lines
+/// (the imap_* keys, a policy); gives its path.
 fn config(home: &Path, server: &Server, imap: &str, extra: &str) -> PathBuf {
-    let path = home.join("fetch.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[accounts.mv]\nurl = \"pop3s://alice@127.0.0.1:{}\"\nca_file = \"{}\"\n\
-             password_command = \"echo {PASSWORD}\"\nimap = \"{imap}\"\n{extra}\n",
-            server.tls_port.unwrap(),
-            server.dir.path().join("cert.pem").display(),
-        ),
-    )
-    .unwrap();
-    path
+    write_config(home, server, "mv", &format!("imap = \"{imap}\"\n{extra}"))
 }
 
-/// `pop3 fetch --config FILE`, its state under `home`.
-fn fetch_command(home: &Path, config: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("fetch")
-        .arg("--config")
-        .arg(config)
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"));
-    cmd
-}
-
-fn fetch(home: &Path, config: &Path) -> Output {
-    run(&mut fetch_command(home, config))
+/// [`config`] into alice's INBOX at `imapd` over plaintext IMAP (`imap_allow_plaintext`),
+/// with `extra` lines.
+fn plaintext_inbox_config(home: &Path, server: &Server, imapd: &Imapd, extra: &str) -> PathBuf {
+    let imap = format!("imap://alice@127.0.0.1:{}/INBOX", imapd.port);
+    let keys = format!(
+        "imap_password_command = \"echo {IMAP_PASSWORD}\"\nimap_allow_plaintext = true\n{extra}"
+    );
+    config(home, server, &imap, &keys)
 }
 
 /// The IMAP server's certificate, written where `imap_ca_file` can name it.
@@ -171,13 +120,10 @@ fn dated_messages() -> Vec<(Vec<u8>, Option<i64>)> {
 #[test]
 fn appended_byte_exact_with_original_dates_then_deleted() {
     let Some(imapd) = Imapd::start() else { return };
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let messages = dated_messages();
     let raw: Vec<Vec<u8>> = messages.iter().map(|(m, _)| m.clone()).collect();
-    set_maildrop(&server, &raw);
+    set_maildrop(&server, &raw, "P7.imaptest");
     let n = messages.len();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -188,7 +134,7 @@ fn appended_byte_exact_with_original_dates_then_deleted() {
         ca.display()
     );
     let started = now();
-    let out = fetch(h, &config(h, &server, &imap, &format!("{keys}keep = true")));
+    let out = run_fetch(h, &config(h, &server, &imap, &format!("{keys}keep = true")));
     assert!(out.status.success(), "{}\n{}", stderr(&out), imapd.log());
     assert!(
         stdout(&out).contains(&format!("{n} messages fetched")),
@@ -229,7 +175,7 @@ fn appended_byte_exact_with_original_dates_then_deleted() {
     check("after the first run");
     // Without keep: nothing appended again, everything deleted.
     let config = config(h, &server, &imap, &keys);
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("0 messages fetched")
@@ -241,7 +187,7 @@ fn appended_byte_exact_with_original_dates_then_deleted() {
     check("after the second run");
     // Nothing left to do: no IMAP connection is even made.
     let logins = imapd.log().matches("Login: user=<alice>").count();
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("0 messages fetched"), "{out:?}");
     assert_eq!(
@@ -260,10 +206,7 @@ fn appended_byte_exact_with_original_dates_then_deleted() {
 #[test]
 fn a_missing_mailbox_or_a_refused_login_deletes_nothing() {
     let Some(imapd) = Imapd::start() else { return };
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let ca = imap_ca(h, &imapd);
@@ -275,7 +218,7 @@ fn a_missing_mailbox_or_a_refused_login_deletes_nothing() {
             ca.display()
         )
     };
-    let out = fetch(h, &config(h, &server, &missing, &keys(IMAP_PASSWORD)));
+    let out = run_fetch(h, &config(h, &server, &missing, &keys(IMAP_PASSWORD)));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(
@@ -293,7 +236,7 @@ fn a_missing_mailbox_or_a_refused_login_deletes_nothing() {
 
     // A wrong IMAP password: the run stops at the first message, nothing deleted.
     let inbox = format!("imap://alice@localhost:{}/INBOX", imapd.port);
-    let out = fetch(h, &config(h, &server, &inbox, &keys("wrong")));
+    let out = run_fetch(h, &config(h, &server, &inbox, &keys("wrong")));
     assert!(!out.status.success(), "{out:?}");
     assert!(
         stderr(&out).contains("IMAP login failed"),
@@ -307,7 +250,7 @@ fn a_missing_mailbox_or_a_refused_login_deletes_nothing() {
     // Created: delivered and deleted.
     let ok = c.command("CREATE NoSuchBox");
     assert!(ok.status.starts_with(" OK"), "{}", ok.status);
-    let out = fetch(h, &config(h, &server, &missing, &keys(IMAP_PASSWORD)));
+    let out = run_fetch(h, &config(h, &server, &missing, &keys(IMAP_PASSWORD)));
     assert!(out.status.success(), "{}\n{}", stderr(&out), imapd.log());
     assert!(
         stdout(&out).contains(&format!("{n} deleted from the server, 0 left")),
@@ -377,10 +320,7 @@ fn message_ids(imapd: &Imapd) -> HashMap<String, usize> {
 #[test]
 fn killed_runs_deliver_every_message_exactly_once() {
     let Some(imapd) = Imapd::start() else { return };
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     const N: usize = 50;
     let messages: Vec<Vec<u8>> = (0..N)
         .map(|i| {
@@ -395,26 +335,15 @@ fn killed_runs_deliver_every_message_exactly_once() {
             m
         })
         .collect();
-    set_maildrop(&server, &messages);
+    set_maildrop(&server, &messages, "P7.imaptest");
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let imap = format!("imap://alice@127.0.0.1:{}/INBOX", imapd.port);
-    let config = config(
-        h,
-        &server,
-        &imap,
-        &format!("imap_password_command = \"echo {IMAP_PASSWORD}\"\nimap_allow_plaintext = true"),
-    );
+    let config = plaintext_inbox_config(h, &server, &imapd, "");
     let record = h.join("state/pop3/imap-127.0.0.1-alice");
     let mut stored_pending = 0;
     let mut progress = Vec::new();
     for _ in 0..5 {
-        let mut child = fetch_command(h, &config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_fetch(h, &config);
         // The start (TLS, two logins) takes longer than the appends that follow (a few ms
         // each): the clock starts when this run's first APPEND has landed.
         let before = stored_in(&imapd);
@@ -469,7 +398,7 @@ fn killed_runs_deliver_every_message_exactly_once() {
     let start = Instant::now();
     loop {
         let t = Instant::now();
-        let out = fetch(h, &config);
+        let out = run_fetch(h, &config);
         if out.status.success() {
             progress.push(format!(
                 "the last run: {:?}, {}",
@@ -500,7 +429,7 @@ fn killed_runs_deliver_every_message_exactly_once() {
     );
     assert_eq!(on_server(&server), 0, "all deleted from the POP3 server");
     // A last run: nothing new.
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("0 messages fetched"), "{out:?}");
     assert_eq!(message_ids(&imapd).values().sum::<usize>(), N);
@@ -517,10 +446,7 @@ fn killed_runs_deliver_every_message_exactly_once() {
 #[test]
 fn pending_messages_are_looked_for_before_appending_again() {
     let Some(imapd) = Imapd::start() else { return };
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let messages: Vec<Vec<u8>> = vec![
         b"Date: Mon, 2 Feb 2026 10:00:00 +0000\nSubject: no id, dated\n\nbody\n".to_vec(),
         b"Date: Mon, 2 Feb 2026 10:00:00 +0000\nSubject: no id, dated\n\nbody, another\n".to_vec(),
@@ -529,19 +455,10 @@ fn pending_messages_are_looked_for_before_appending_again() {
         b"Date: Mon, 2 Feb 2026 10:00:00 +0000\nSubject: with id\nMessage-ID: <p@test>\n\nbody\n"
             .to_vec(),
     ];
-    set_maildrop(&server, &messages);
+    set_maildrop(&server, &messages, "P7.imaptest");
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let imap = format!("imap://alice@127.0.0.1:{}/INBOX", imapd.port);
-    let config = config(
-        h,
-        &server,
-        &imap,
-        &format!(
-            "imap_password_command = \"echo {IMAP_PASSWORD}\"\nimap_allow_plaintext = true\n\
-             keep = true"
-        ),
-    );
+    let config = plaintext_inbox_config(h, &server, &imapd, "keep = true");
     let bodies = || {
         let mut c = imapd.login();
         let back = c.fetch_all("INBOX");
@@ -556,7 +473,7 @@ fn pending_messages_are_looked_for_before_appending_again() {
         }
         assert_eq!(back.len(), messages.len(), "{what}");
     };
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}\n{}", stderr(&out), imapd.log());
     exactly_once("after the first run");
     // The third message is gone from the mailbox (a run died before its APPEND landed).
@@ -582,7 +499,7 @@ fn pending_messages_are_looked_for_before_appending_again() {
         .map(|l| format!("P {} x\n", l.strip_prefix("D ").unwrap()))
         .collect();
     std::fs::write(&record, pending).unwrap();
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}\n{}", stderr(&out), imapd.log());
     assert!(
         stdout(&out).contains(&format!("{} messages fetched", messages.len())),
@@ -595,7 +512,7 @@ fn pending_messages_are_looked_for_before_appending_again() {
         "all delivered: {text}"
     );
     // And nothing more to do.
-    let out = fetch(h, &config);
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("0 messages fetched"), "{out:?}");
     exactly_once("after the last run");

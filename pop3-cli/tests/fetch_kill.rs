@@ -26,11 +26,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{BIN, Options, PASSWORD, Server, free_port, run};
+use support::{Server, maildrop, run_fetch, set_maildrop, spawn_fetch, write_config};
+
+#[path = "support/peers.rs"]
+mod peers;
+use peers::{Aiosmtpd, DovecotLmtp, forwarded_to_alice};
 
 /// Messages per test.
 const N: usize = 100;
@@ -79,20 +83,8 @@ fn messages(domain: &str) -> Vec<Vec<u8>> {
 
 /// `pop3 serve` (pop3s) with alice's maildrop holding `msgs`.
 fn serve(msgs: &[Vec<u8>]) -> Server {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
-    let md = server.dir.path().join("mail").join(support::USER);
-    for d in ["new", "cur"] {
-        for e in std::fs::read_dir(md.join(d)).unwrap() {
-            std::fs::remove_file(e.unwrap().path()).unwrap();
-        }
-    }
-    for (i, m) in msgs.iter().enumerate() {
-        let name = format!("new/{}.M{i}P5.killtest", 1_700_000_000 + i);
-        std::fs::write(md.join(name), m).unwrap();
-    }
+    let server = Server::start_tls();
+    set_maildrop(&server, msgs, "P5.killtest");
     server
 }
 
@@ -103,7 +95,7 @@ fn on_server(server: &Server) -> usize {
 
 /// The numbers of the messages left in alice's maildrop (file names `….M<i>P5.killtest`).
 fn on_server_ids(server: &Server) -> HashSet<usize> {
-    let md = server.dir.path().join("mail").join(support::USER);
+    let md = maildrop(server);
     let mut ids = HashSet::new();
     for d in ["new", "cur"] {
         for e in std::fs::read_dir(md.join(d)).unwrap() {
@@ -117,43 +109,6 @@ fn on_server_ids(server: &Server) -> HashSet<usize> {
         }
     }
     ids
-}
-
-/// Writes `home/fetch.toml`: one account of `server` (its certificate trusted, deleting
-/// what was delivered) with the `target` lines; gives its path.
-fn config(home: &Path, server: &Server, target: &str) -> PathBuf {
-    let path = home.join("fetch.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[accounts.kill]\nurl = \"pop3s://alice@127.0.0.1:{}\"\nca_file = \"{}\"\n\
-             password_command = \"echo {PASSWORD}\"\n{target}\n",
-            server.tls_port.unwrap(),
-            server.dir.path().join("cert.pem").display(),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// `pop3 fetch --config FILE`, its state under `home`.
-fn fetch_command(home: &Path, config: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("fetch")
-        .arg("--config")
-        .arg(config)
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"));
-    cmd
-}
-
-fn spawn(home: &Path, config: &Path) -> Child {
-    fetch_command(home, config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Where the messages went: each message found there (line ends made LF), as read back.
@@ -212,7 +167,7 @@ fn run_to_the_end(home: &Path, config: &Path, log: &mut Vec<String>) -> String {
     let start = Instant::now();
     loop {
         let t = Instant::now();
-        let out = run(&mut fetch_command(home, config));
+        let out = run_fetch(home, config);
         let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() {
             log.push(format!("run to the end: {:?}, {stdout}", t.elapsed()));
@@ -255,9 +210,9 @@ fn kill_and_finish(name: &str, seed: u64, target: &str, place: &dyn Place, cut: 
     let cal_msgs = messages("calibrate.test");
     let cal = serve(&cal_msgs);
     let cal_home = tempfile::tempdir().unwrap();
-    let cal_config = config(cal_home.path(), &cal, target);
+    let cal_config = write_config(cal_home.path(), &cal, "kill", target);
     let t = Instant::now();
-    let mut child = spawn(cal_home.path(), &cal_config);
+    let mut child = spawn_fetch(cal_home.path(), &cal_config);
     wait_for_count(place, place.count() + 1, &mut child);
     let first = t.elapsed();
     let status = child.wait().unwrap();
@@ -281,7 +236,7 @@ fn kill_and_finish(name: &str, seed: u64, target: &str, place: &dyn Place, cut: 
     let server = serve(&msgs);
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let config = config(h, &server, target);
+    let config = write_config(h, &server, "kill", target);
     let mut log = vec![format!(
         "{name}: an unkilled run of {N}: first delivery after {first:?}, done after {total:?}"
     )];
@@ -290,7 +245,7 @@ fn kill_and_finish(name: &str, seed: u64, target: &str, place: &dyn Place, cut: 
         let mut rng = Rng(seed.wrapping_mul(1000).wrapping_add(k));
         let before = place.count();
         let t = Instant::now();
-        let mut child = spawn(h, &config);
+        let mut child = spawn_fetch(h, &config);
         // The first kill while the run starts; the others once it delivered from 1 to 12
         // messages, then at any point of the next two.
         if k == 0 {
@@ -363,7 +318,7 @@ fn kill_and_finish(name: &str, seed: u64, target: &str, place: &dyn Place, cut: 
         "the POP3 server is emptied: {log:#?}"
     );
     // A last run: nothing new, nothing more at the target.
-    let out = run(&mut fetch_command(h, &config));
+    let out = run_fetch(h, &config);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("0 messages fetched"),
@@ -493,8 +448,13 @@ fn mda_killed_mid_message_delivers_no_cut_copy() {
     );
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let config = config(h, &server, &format!("mda = {}", toml_string(&script)));
-    let mut child = spawn(h, &config);
+    let config = write_config(
+        h,
+        &server,
+        "kill",
+        &format!("mda = {}", toml_string(&script)),
+    );
+    let mut child = spawn_fetch(h, &config);
     let start = Instant::now();
     while !flags.join("started").exists() {
         assert!(
@@ -532,134 +492,20 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// A private Dovecot serving LMTP only on 127.0.0.1, killed on drop; the user `alice` (the
-/// local part of any address) has her Maildir in `mail/alice`. As root the mail is written
-/// as uid 65534 (Dovecot refuses uid 0). As in `fetch_forward.rs`.
-struct DovecotLmtp {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl DovecotLmtp {
-    fn start() -> Option<DovecotLmtp> {
-        let dovecot = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())?;
-        if !Path::new("/usr/lib/dovecot/lmtp").exists() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let id = |flag: &str| {
-            let out = Command::new("id").arg(flag).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let (users, uid, gid) = if id("-u") == "0" {
-            std::os::unix::fs::chown(d.join("mail"), Some(65534), Some(65534)).unwrap();
-            (
-                "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                 default_login_user = dovenull\n"
-                    .to_string(),
-                "65534".to_string(),
-                "65534".to_string(),
-            )
-        } else {
-            let (name, group) = (id("-un"), id("-gn"));
-            (
-                format!(
-                    "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                     default_internal_group = {group}\n"
-                ),
-                id("-u"),
-                id("-g"),
-            )
-        };
-        let p = d.display();
-        std::fs::write(
-            d.join("passwd"),
-            format!("alice:{{PLAIN}}pw:{uid}:{gid}::{p}/mail/alice::\n"),
-        )
-        .unwrap();
-        let port = free_port();
-        std::fs::write(
-            d.join("dovecot.conf"),
-            format!(
-                "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
-                 info_log_path = {p}/dovecot.log\n\
-                 protocols = lmtp\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
-                 ssl = no\nauth_username_format = %Ln\nmail_location = maildir:{p}/mail/%n\n\
-                 passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-                 userdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-                 service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n\
-                 service anvil {{\n  chroot =\n}}\n"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(dovecot)
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "dovecot exited ({status}): {}",
-                    std::fs::read_to_string(d.join("stderr")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no LMTP on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(DovecotLmtp { child, dir, port })
-    }
-}
-
+/// alice's Maildir at Dovecot: her messages, each without the three header fields Dovecot
+/// puts first (`Return-Path:`, `Delivered-To:`, `Received:` and its continuation lines).
 impl Place for DovecotLmtp {
-    /// alice's messages, each without the three header fields Dovecot puts first
-    /// (`Return-Path:`, `Delivered-To:`, `Received:` and its continuation lines).
     fn count(&self) -> usize {
-        let md = self.dir.path().join("mail/alice");
+        let md = self.maildir();
         entries(&[md.join("new"), md.join("cur")])
     }
 
     fn messages(&self) -> Vec<(String, Vec<u8>)> {
-        let md = self.dir.path().join("mail/alice");
+        let md = self.maildir();
         files_in(&[md.join("new"), md.join("cur")])
             .into_iter()
-            .map(|(name, m)| {
-                let text = String::from_utf8(m).unwrap();
-                let mut lines = text.split_inclusive('\n').peekable();
-                for field in ["Return-Path: <>\n", "Delivered-To: alice@example.org\n"] {
-                    assert_eq!(lines.next(), Some(field), "{text}");
-                }
-                assert!(lines.next().unwrap().starts_with("Received: "), "{text}");
-                while lines.next_if(|l| l.starts_with(['\t', ' '])).is_some() {}
-                (name, lines.collect::<String>().into_bytes())
-            })
+            .map(|(name, m)| (name, forwarded_to_alice(&m)))
             .collect()
-    }
-}
-
-impl Drop for DovecotLmtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -676,112 +522,23 @@ fn lmtp_dovecot_killed_runs_lose_nothing() {
     kill_and_finish("lmtp", 3, &target, &dovecot, Cut::Never);
 }
 
-/// Python's aiosmtpd on 127.0.0.1, killed on drop: it writes each message's data as
-/// received to `out/NNNN.eml` (through a temporary file renamed) before it answers `250`.
-struct Aiosmtpd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-const SINK_PY: &str = r#"
-import os, sys, time
-from aiosmtpd.controller import Controller
-
-out, port = sys.argv[1], int(sys.argv[2])
-
-class Handler:
-    n = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        Handler.n += 1
-        base = os.path.join(out, '%04d' % Handler.n)
-        with open(base + '.tmp', 'wb') as f:
-            f.write(envelope.original_content)
-        os.rename(base + '.tmp', base + '.eml')
-        return '250 2.0.0 queued as %d' % Handler.n
-
-controller = Controller(Handler(), hostname='127.0.0.1', port=port)
-controller.start()
-while True:
-    time.sleep(3600)
-"#;
-
-impl Aiosmtpd {
-    fn start() -> Option<Aiosmtpd> {
-        let probe = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stderr(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::write(d.join("sink.py"), SINK_PY).unwrap();
-        std::fs::create_dir(d.join("out")).unwrap();
-        let port = free_port();
-        let mut child = Command::new("python3")
-            .arg(d.join("sink.py"))
-            .arg(d.join("out"))
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "aiosmtpd exited ({status}): {}",
-                    std::fs::read_to_string(d.join("stderr")).unwrap_or_default()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no SMTP on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Aiosmtpd { child, dir, port })
-    }
-}
-
+/// What aiosmtpd received: each message's data as it came.
 impl Place for Aiosmtpd {
     fn count(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("out"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            })
-            .count()
+        self.message_files().len()
     }
 
     fn messages(&self) -> Vec<(String, Vec<u8>)> {
-        let out = self.dir.path().join("out");
-        let mut v = Vec::new();
-        for e in std::fs::read_dir(out).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|e| e == "eml") {
-                v.push((p.display().to_string(), lf(&std::fs::read(&p).unwrap())));
-            }
-        }
-        v
-    }
-}
-
-impl Drop for Aiosmtpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.message_files()
+            .into_iter()
+            .map(|p| (p.display().to_string(), lf(&std::fs::read(&p).unwrap())))
+            .collect()
     }
 }
 
 #[test]
 fn smtp_aiosmtpd_killed_runs_lose_nothing() {
-    let Some(sink) = Aiosmtpd::start() else {
+    let Some(sink) = Aiosmtpd::start("plain") else {
         eprintln!("python3 with aiosmtpd is not installed: skipped");
         return;
     };

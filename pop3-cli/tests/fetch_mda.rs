@@ -6,24 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use support::{BIN, MESSAGES, Options, PASSWORD, Server, run};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Messages left in alice's maildrop.
-fn on_server(server: &Server) -> usize {
-    let md = server.dir.path().join("mail").join(support::USER);
-    ["new", "cur"]
-        .iter()
-        .map(|d| std::fs::read_dir(md.join(d)).unwrap().count())
-        .sum()
-}
+use support::{BIN, MESSAGES, PASSWORD, Server, on_server, run, stderr, stdout};
 
 /// The files of a Maildir's `new/`, contents sorted.
 fn delivered(md: &Path) -> Vec<String> {
@@ -80,10 +63,7 @@ fn procmail_gets_every_message_byte_exact_and_once() {
         eprintln!("procmail is not installed: skipped");
         return;
     }
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (rc, md) = procmailrc(dir.path());
@@ -115,10 +95,7 @@ fn procmail_gets_every_message_byte_exact_and_once() {
 
 #[test]
 fn a_deferring_or_failing_mda_leaves_the_mail_on_the_server() {
-    let server = Server::start(Options {
-        tls: true,
-        ..Options::default()
-    });
+    let server = Server::start_tls();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // EX_TEMPFAIL, without reading the message: deferred, exit status 75.

@@ -7,19 +7,21 @@
 //! Messages are checked by FETCHing `BODY.PEEK[]` and `INTERNALDATE` back over IMAP (what a
 //! user's client sees, CRLF-exact), and the one with a NUL byte also in the Maildir file.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::response::Data;
-use pop3_interop::{Tls, find_program, free_port, lf_to_crlf, peer_available, stored_messages};
+use pop3_interop::{lf_to_crlf, stored_messages};
 
 use super::*;
+
+#[path = "../../tests/support/dovecot_imap.rs"]
+mod dovecot_imap;
+use dovecot_imap::Imapd;
 
 /// Every test's bound: a hung server or client fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -30,131 +32,8 @@ async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("the test took longer than its limit")
 }
 
-/// A private Dovecot serving IMAP only, killed on drop: STARTTLS on [`Imapd::port`], implicit
-/// TLS on [`Imapd::tls_port`] (a self-signed `localhost` certificate), user `alice` with
-/// password `pw`, Maildir under the temporary directory. As root (Debian's Dovecot refuses
-/// to run logins as root and mail as uid 0) the login processes run as `dovenull`, the
-/// internal ones as `dovecot`, the mail as 65534; as another user everything runs as that
-/// user. The same arrangement as pop3-interop's POP3 Dovecot.
-struct Imapd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    tls_port: u16,
-    tls: Tls,
-}
-
+/// What the IMAP target's tests ask of the shared Dovecot (`tests/support/dovecot_imap.rs`).
 impl Imapd {
-    /// `None` when the interop tests are skipped (`POP3_SKIP_INTEROP=1`).
-    fn start() -> Option<Imapd> {
-        if !peer_available("dovecot") {
-            return None;
-        }
-        assert!(
-            Path::new("/usr/lib/dovecot/imap-login").exists(),
-            "Dovecot's IMAP server is not installed: run .ci/install-peers.sh (dovecot-imapd)"
-        );
-        let dovecot = find_program("dovecot").expect("dovecot");
-        let tls = Tls::new();
-        let dir = tempfile::Builder::new()
-            .prefix("pop3-imapd")
-            .tempdir()
-            .expect("temp dir");
-        let d = dir.path();
-        set_mode(d, 0o755);
-        std::fs::create_dir_all(d.join("mail/alice")).expect("mail dir");
-        std::fs::write(d.join("passwd"), "alice:{PLAIN}pw::::::\n").expect("passwd");
-        std::fs::write(d.join("cert.pem"), &tls.cert_pem).expect("cert");
-        std::fs::write(d.join("key.pem"), &tls.key_pem).expect("key");
-        set_mode(&d.join("key.pem"), 0o600);
-        for sub in ["run", "state"] {
-            std::fs::create_dir_all(d.join(sub)).expect("dirs");
-        }
-        let (users, uid, gid) = {
-            use std::os::unix::fs::MetadataExt;
-            let me = std::fs::metadata(d.join("passwd")).expect("metadata");
-            if me.uid() == 0 {
-                chown_tree(&d.join("mail"), 65534, 65534);
-                (
-                    "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                     default_login_user = dovenull\n"
-                        .to_string(),
-                    65534,
-                    65534,
-                )
-            } else {
-                let (name, group) = (id("-un"), id("-gn"));
-                (
-                    format!(
-                        "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                         default_internal_group = {group}\n"
-                    ),
-                    me.uid(),
-                    me.gid(),
-                )
-            }
-        };
-        let (port, tls_port) = (free_port(), free_port());
-        let p = d.display();
-        let conf = format!(
-            "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
-             info_log_path = {p}/dovecot.log\n\
-             protocols = imap\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
-             ssl = yes\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
-             auth_mechanisms = plain login\ndisable_plaintext_auth = no\n\
-             mail_location = maildir:{p}/mail/%u\n\
-             passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={p}/mail/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
-             inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n"
-        );
-        std::fs::write(d.join("dovecot.conf"), conf).expect("config");
-        let child = Command::new(dovecot)
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(d.join("stderr")).expect("stderr file"))
-            .spawn()
-            .expect("dovecot starts");
-        let mut imapd = Imapd {
-            child,
-            dir,
-            port,
-            tls_port,
-            tls,
-        };
-        imapd.wait_for_ports();
-        Some(imapd)
-    }
-
-    fn wait_for_ports(&mut self) {
-        let start = Instant::now();
-        for port in [self.port, self.tls_port] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("dovecot exited ({status}):\n{}", self.log());
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "dovecot does not listen on {port} after 30 s:\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("dovecot.log"), read("stderr"))
-    }
-
-    fn maildir(&self) -> PathBuf {
-        self.dir.path().join("mail/alice")
-    }
-
     /// `imap://alice@127.0.0.1:port/<mailbox>` (plain port, STARTTLS offered).
     fn url(&self, mailbox: &str) -> ImapUrl {
         ImapUrl::parse(&format!("imap://alice@127.0.0.1:{}/{mailbox}", self.port)).unwrap()
@@ -170,7 +49,7 @@ impl Imapd {
     }
 
     fn trust(&self) -> Trust {
-        Trust::CaPem(self.tls.cert_pem.clone().into_bytes())
+        Trust::CaPem(self.cert_pem().as_bytes().to_vec())
     }
 
     /// Connects with alice's password, plaintext allowed (loopback).
@@ -179,32 +58,6 @@ impl Imapd {
             .await
             .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
     }
-}
-
-impl Drop for Imapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            chown_tree(&e.path(), uid, gid);
-        }
-    }
-}
-
-fn id(flag: &str) -> String {
-    let out = Command::new("id").arg(flag).output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn password(pw: &str) -> ImapAuth {
@@ -317,7 +170,9 @@ fn assert_same(got: &[u8], want: &[u8], what: &str) {
 /// literals only, and over implicit TLS, comes back byte for byte (CRLF) in FETCH BODY[].
 #[tokio::test]
 async fn dovecot_append_is_byte_exact_over_every_transport() {
-    let Some(imapd) = Imapd::start() else { return };
+    let Some(imapd) = Imapd::start_required() else {
+        return;
+    };
     bounded(async {
         let messages = wire_messages();
         let mut verify = imapd.plain("INBOX").await;
@@ -398,7 +253,9 @@ async fn dovecot_append_is_byte_exact_over_every_transport() {
 /// keeps it as the file's time, so the server shows it in its own zone).
 #[tokio::test]
 async fn dovecot_keeps_the_original_date_as_internal_date() {
-    let Some(imapd) = Imapd::start() else { return };
+    let Some(imapd) = Imapd::start_required() else {
+        return;
+    };
     bounded(async {
         let received = b"Received: from mx.example.org by pop.example.net;\r\n\
                          \tTue, 1 Jul 2003 10:52:37 +0200 (CEST)\r\n\
@@ -443,7 +300,9 @@ async fn dovecot_keeps_the_original_date_as_internal_date() {
 /// with non-ASCII goes as modified UTF-7 (Dovecot's Maildir++ folder is named so).
 #[tokio::test]
 async fn dovecot_missing_and_non_ascii_mailboxes() {
-    let Some(imapd) = Imapd::start() else { return };
+    let Some(imapd) = Imapd::start_required() else {
+        return;
+    };
     bounded(async {
         let m = b"Subject: x\r\n\r\nx\r\n";
         for sync in [false, true] {
@@ -496,7 +355,9 @@ async fn dovecot_missing_and_non_ascii_mailboxes() {
 /// mailbox it cannot open is `Rejected` with the connection still usable.
 #[tokio::test]
 async fn dovecot_contains_what_was_appended_and_no_near_miss() {
-    let Some(imapd) = Imapd::start() else { return };
+    let Some(imapd) = Imapd::start_required() else {
+        return;
+    };
     bounded(async {
         let with_id = b"Date: Mon, 2 Feb 2026 10:00:00 +0000\r\nSubject: one\r\n\
                         Message-ID: <11@contains.test>\r\n\r\nbody\r\n"
@@ -562,7 +423,9 @@ async fn dovecot_contains_what_was_appended_and_no_near_miss() {
 /// are told apart from a rejected message.
 #[tokio::test]
 async fn dovecot_wrong_password_and_untrusted_certificate() {
-    let Some(imapd) = Imapd::start() else { return };
+    let Some(imapd) = Imapd::start_required() else {
+        return;
+    };
     bounded(async {
         let e = ImapTarget::connect(&imapd.url("INBOX"), password("wrong"), plaintext())
             .await

@@ -1,14 +1,17 @@
 //! A private Dovecot serving IMAP (for the IMAP APPEND target of `pop3 fetch`), and a small
-//! blocking IMAP client to look at what arrived. Included with
-//! `#[path = "support/dovecot_imap.rs"] mod dovecot_imap;`.
+//! blocking IMAP client to look at what arrived. Included by the integration tests with
+//! `#[path = "support/dovecot_imap.rs"] mod dovecot_imap;`, and by the IMAP target's unit
+//! tests (`src/imap_append/tests.rs`) with
+//! `#[path = "../../tests/support/dovecot_imap.rs"] mod dovecot_imap;`.
 //!
-//! The server is started as `pop3-cli/src/imap_append/tests.rs` starts it: `protocols = imap`
-//! on 127.0.0.1 in a temporary directory, STARTTLS on [`Imapd::port`] (plaintext LOGIN
-//! allowed too), implicit TLS on [`Imapd::tls_port`] with a self-signed `localhost`
-//! certificate, user `alice` with password `pw`, Maildir under the directory. As root
-//! (Debian's Dovecot refuses to run logins as root and mail as uid 0) the login processes run
-//! as `dovenull`, the internal ones as `dovecot`, the mail as 65534; as another user
-//! everything runs as that user.
+//! The server: `protocols = imap` on 127.0.0.1 in a temporary directory, STARTTLS on
+//! [`Imapd::port`] (plaintext LOGIN allowed too), implicit TLS on [`Imapd::tls_port`] with a
+//! self-signed `localhost` certificate, user `alice` with password `pw`, Maildir under the
+//! directory. As root (Debian's Dovecot refuses to run logins as root and mail as uid 0) the
+//! login processes run as `dovenull`, the internal ones as `dovecot`, the mail as 65534; as
+//! another user everything runs as that user. (pop3-interop's POP3 Dovecot and
+//! `support/peers.rs`'s LMTP one are arranged the same way; each writes its own
+//! configuration, as they differ in everything else.)
 
 #![allow(dead_code)]
 
@@ -40,10 +43,24 @@ impl Imapd {
     /// `None` when the interop tests are skipped (`POP3_SKIP_INTEROP=1`) or Dovecot's IMAP
     /// server is not installed.
     pub(crate) fn start() -> Option<Imapd> {
+        Imapd::launch(false)
+    }
+
+    /// As [`Imapd::start`], but a Dovecot without its IMAP server fails the test instead of
+    /// skipping it (the IMAP target's own tests).
+    pub(crate) fn start_required() -> Option<Imapd> {
+        Imapd::launch(true)
+    }
+
+    fn launch(imapd_required: bool) -> Option<Imapd> {
         if !peer_available("dovecot") {
             return None;
         }
         if !Path::new("/usr/lib/dovecot/imap-login").exists() {
+            assert!(
+                !imapd_required,
+                "Dovecot's IMAP server is not installed: run .ci/install-peers.sh (dovecot-imapd)"
+            );
             eprintln!(
                 "Dovecot's IMAP server is not installed (dovecot-imapd, .ci/install-peers.sh): skipped"
             );

@@ -1,5 +1,8 @@
 //! What the tests of the server's logs, metrics and fail2ban filter share: a `pop3 serve`
-//! child whose log goes to a file, and a small POP3 client over a `TcpStream`.
+//! child whose log goes to a file, and a small POP3 client over a `TcpStream`; and what the
+//! tests of `pop3 fetch` share: its configuration file of accounts of that server, its runs,
+//! and alice's maildrop on the server. (The servers `pop3 fetch` delivers to are in
+//! `dovecot_imap.rs` and `peers.rs`, each included with `#[path]` by the tests that need it.)
 
 #![allow(dead_code)]
 
@@ -74,6 +77,14 @@ pub(crate) struct Options<'a> {
 }
 
 impl Server {
+    /// A server with pop3s too, on [`Server::tls_port`]: what `pop3 fetch` fetches from.
+    pub(crate) fn start_tls() -> Server {
+        Server::start(Options {
+            tls: true,
+            ..Options::default()
+        })
+    }
+
     pub(crate) fn start(opts: Options<'_>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join("mail").join(USER);
@@ -392,4 +403,99 @@ pub(crate) fn wait_for_listener(port: u16) {
         );
         std::thread::sleep(Duration::from_millis(30));
     }
+}
+
+/// A command's standard error, as text.
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command's standard output, as text.
+pub(crate) fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// alice's maildrop on `server`.
+pub(crate) fn maildrop(server: &Server) -> PathBuf {
+    server.dir.path().join("mail").join(USER)
+}
+
+/// How many messages are left in alice's maildrop.
+pub(crate) fn on_server(server: &Server) -> usize {
+    let md = maildrop(server);
+    ["new", "cur"]
+        .iter()
+        .map(|d| std::fs::read_dir(md.join(d)).unwrap().count())
+        .sum()
+}
+
+/// Replaces alice's maildrop with `messages` (LF line ends, as a Maildir stores them), the
+/// i-th in `new/<time>.M<i><suffix>`.
+pub(crate) fn set_maildrop(server: &Server, messages: &[Vec<u8>], suffix: &str) {
+    let md = maildrop(server);
+    for d in ["new", "cur"] {
+        for e in std::fs::read_dir(md.join(d)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let name = format!("new/{}.M{i}{suffix}", 1_700_000_000 + i);
+        std::fs::write(md.join(name), m).unwrap();
+    }
+}
+
+/// An account `name` of `pop3 fetch`'s configuration file: alice on `server` over implicit
+/// TLS, its certificate trusted, with the `rest` lines.
+pub(crate) fn account(server: &Server, name: &str, rest: &str) -> String {
+    format!(
+        "[accounts.{name}]\nurl = \"pop3s://alice@127.0.0.1:{}\"\nca_file = \"{}\"\n{rest}\n",
+        server.tls_port.unwrap(),
+        server.dir.path().join("cert.pem").display()
+    )
+}
+
+/// Writes `path` readable by its owner only (as a file with a password must be).
+pub(crate) fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    chmod(path, 0o600);
+}
+
+pub(crate) fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Writes `home/fetch.toml`: one [`account`] `name` of `server`, its password by
+/// `password_command`, with the `target` lines (a target, a policy); gives its path.
+pub(crate) fn write_config(home: &Path, server: &Server, name: &str, target: &str) -> PathBuf {
+    let path = home.join("fetch.toml");
+    let rest = format!("password_command = \"echo {PASSWORD}\"\n{target}");
+    std::fs::write(&path, account(server, name, &rest)).unwrap();
+    path
+}
+
+/// `pop3 fetch --config FILE`, its state under `home`.
+pub(crate) fn fetch_command(home: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("fetch")
+        .arg("--config")
+        .arg(config)
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"));
+    cmd
+}
+
+/// Runs [`fetch_command`] to the end (within [`RUN_LIMIT`]).
+pub(crate) fn run_fetch(home: &Path, config: &Path) -> Output {
+    run(&mut fetch_command(home, config))
+}
+
+/// Starts [`fetch_command`], its output discarded (to be killed).
+pub(crate) fn spawn_fetch(home: &Path, config: &Path) -> Child {
+    fetch_command(home, config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }

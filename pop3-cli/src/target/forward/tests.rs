@@ -4,12 +4,14 @@
 //! answering. A test whose server is not installed says so and passes.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path as FsPath;
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 use super::*;
+
+#[path = "../../../tests/support/peers.rs"]
+mod peers;
+use peers::{Aiosmtpd, DovecotLmtp, dovecot_added};
 
 fn owner(dir: &FsPath) -> Owner<'_> {
     Owner {
@@ -45,25 +47,6 @@ fn deliver(t: &mut Forward, key: &str, text: &[u8]) -> io::Result<Outcome> {
         t.write(chunk)?;
     }
     t.finish()
-}
-
-fn free_port() -> u16 {
-    pop3_interop::free_port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, log: &dyn Fn() -> String) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited ({status}):\n{}", log());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing listens on {port}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Messages as a POP3 server hands them over, with what a careless forwarder would break:
@@ -241,164 +224,6 @@ fn a_hang_up_before_the_answer_stops_the_fetch_and_a_refused_data_is_reported() 
     assert!(!t.has("k2"));
 }
 
-/// A private Dovecot serving LMTP only, killed on drop: on 127.0.0.1:[`DovecotLmtp::port`]
-/// and on the Unix socket [`DovecotLmtp::socket`], for the user `alice` (any domain; the
-/// local part is the user) whose Maildir is [`DovecotLmtp::maildir`]. As root the mail is
-/// written as uid 65534 (Dovecot refuses uid 0), as pop3-interop's Dovecot does.
-pub(crate) struct DovecotLmtp {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub(crate) port: u16,
-}
-
-impl DovecotLmtp {
-    /// `None` when Dovecot's LMTP server is not installed.
-    pub(crate) fn start() -> Option<DovecotLmtp> {
-        let dovecot = pop3_interop::find_program("dovecot")?;
-        if !FsPath::new("/usr/lib/dovecot/lmtp").exists() {
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("pop3-lmtp-dovecot")
-            .tempdir()
-            .unwrap();
-        let d = dir.path();
-        let mode = |p: &FsPath, m: u32| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
-        };
-        mode(d, 0o755);
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let id = |flag: &str| {
-            let out = Command::new("id").arg(flag).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let (users, uid, gid) = if id("-u") == "0" {
-            // The mail user must create its Maildir.
-            std::os::unix::fs::chown(d.join("mail"), Some(65534), Some(65534)).unwrap();
-            (
-                "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                 default_login_user = dovenull\n"
-                    .to_string(),
-                "65534".to_string(),
-                "65534".to_string(),
-            )
-        } else {
-            let (name, group) = (id("-un"), id("-gn"));
-            (
-                format!(
-                    "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                     default_internal_group = {group}\n"
-                ),
-                id("-u"),
-                id("-g"),
-            )
-        };
-        let p = d.display();
-        std::fs::write(
-            d.join("passwd"),
-            format!("alice:{{PLAIN}}pw:{uid}:{gid}::{p}/mail/alice::\n"),
-        )
-        .unwrap();
-        let port = free_port();
-        let conf = format!(
-            "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
-             info_log_path = {p}/dovecot.log\n\
-             protocols = lmtp\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
-             ssl = no\nauth_username_format = %Ln\n\
-             mail_location = maildir:{p}/mail/%n\n\
-             passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n"
-        );
-        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
-        let mut child = Command::new(dovecot)
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let log = {
-            let d = d.to_path_buf();
-            move || {
-                let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
-                format!("{}{}", read("dovecot.log"), read("stderr"))
-            }
-        };
-        wait_for_port(port, &mut child, &log);
-        Some(DovecotLmtp { child, dir, port })
-    }
-
-    pub(crate) fn socket(&self) -> PathBuf {
-        self.dir.path().join("run/lmtp")
-    }
-
-    pub(crate) fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("dovecot.log"), read("stderr"))
-    }
-
-    /// alice's messages in `new/`, oldest first.
-    pub(crate) fn delivered(&self) -> Vec<Vec<u8>> {
-        let new = self.dir.path().join("mail/alice/new");
-        let mut files: Vec<(std::time::SystemTime, String, Vec<u8>)> = std::fs::read_dir(new)
-            .map(|d| {
-                d.map(|e| {
-                    let e = e.unwrap();
-                    (
-                        e.metadata().unwrap().modified().unwrap(),
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read(e.path()).unwrap(),
-                    )
-                })
-                .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files.into_iter().map(|(_, _, m)| m).collect()
-    }
-}
-
-impl Drop for DovecotLmtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Splits what Dovecot stored into the three header fields it puts first (`Return-Path:`,
-/// `Delivered-To:`, then `Received:` with its continuation lines) and the message after
-/// them. Panics if they are not there, in that order.
-fn dovecot_added(stored: &[u8]) -> (String, &[u8]) {
-    let line_end = |at: usize| {
-        stored[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(stored.len(), |i| at + i + 1)
-    };
-    let mut at = 0;
-    for field in ["Return-Path: ", "Delivered-To: ", "Received: "] {
-        assert!(
-            stored[at..].starts_with(field.as_bytes()),
-            "no {field}at {at}: {}",
-            String::from_utf8_lossy(stored)
-        );
-        at = line_end(at);
-    }
-    while stored[at..].starts_with(b"\t") || stored[at..].starts_with(b" ") {
-        at = line_end(at);
-    }
-    (
-        String::from_utf8_lossy(&stored[..at]).into_owned(),
-        &stored[at..],
-    )
-}
-
 #[test]
 fn dovecot_lmtp_stores_each_message_byte_exact_and_refuses_an_unknown_user() {
     let Some(dovecot) = DovecotLmtp::start() else {
@@ -482,138 +307,6 @@ fn dovecot_lmtp_stores_each_message_byte_exact_and_refuses_an_unknown_user() {
     );
 }
 
-/// Python's aiosmtpd on 127.0.0.1, killed on drop: it stores each message's data as
-/// received (`NNNN.eml`) with its envelope (`NNNN.env`: the sender, the recipients,
-/// `tls` or `plain`); it answers `451` to `RCPT TO:<busy@…>` and `550` to
-/// `RCPT TO:<nobody@…>`.
-pub(crate) struct Aiosmtpd {
-    child: Child,
-    dir: tempfile::TempDir,
-    pub(crate) port: u16,
-    /// The server's self-signed certificate (PEM), for TLS.
-    pub(crate) cert_pem: String,
-}
-
-const SINK_PY: &str = r#"
-import os, ssl, sys, time
-from aiosmtpd.controller import Controller
-
-out, port, mode, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-
-class Handler:
-    n = 0
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        local = address.split('@')[0]
-        if local == 'busy':
-            return '451 4.2.1 mailbox busy, try later'
-        if local == 'nobody':
-            return '550 5.1.1 no such user here'
-        envelope.rcpt_tos.append(address)
-        return '250 2.1.5 OK'
-
-    async def handle_DATA(self, server, session, envelope):
-        Handler.n += 1
-        base = os.path.join(out, '%04d' % Handler.n)
-        with open(base + '.env', 'w') as f:
-            f.write('%s\n%s\n%s\n' % (envelope.mail_from, ' '.join(envelope.rcpt_tos),
-                                      'tls' if server.transport.get_extra_info('ssl_object') else 'plain'))
-        with open(base + '.tmp', 'wb') as f:
-            f.write(envelope.original_content)
-        os.rename(base + '.tmp', base + '.eml')
-        return '250 2.0.0 queued as %d' % Handler.n
-
-ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(cert, key)
-kw = {}
-if mode == 'starttls':
-    kw = dict(tls_context=ctx, require_starttls=True)
-elif mode == 'smtps':
-    kw = dict(ssl_context=ctx)
-controller = Controller(Handler(), hostname='127.0.0.1', port=port, **kw)
-controller.start()
-while True:
-    time.sleep(3600)
-"#;
-
-impl Aiosmtpd {
-    /// `mode`: `plain`, `starttls` (offered and required) or `smtps`. `None` when aiosmtpd
-    /// is not installed.
-    pub(crate) fn start(mode: &str) -> Option<Aiosmtpd> {
-        let probe = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stderr(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let tls =
-            pop3_tls::self_signed(&["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        std::fs::write(d.join("cert.pem"), &tls.cert_pem).unwrap();
-        std::fs::write(d.join("key.pem"), &tls.key_pem).unwrap();
-        std::fs::write(d.join("sink.py"), SINK_PY).unwrap();
-        std::fs::create_dir(d.join("out")).unwrap();
-        let port = free_port();
-        let mut child = Command::new("python3")
-            .arg(d.join("sink.py"))
-            .arg(d.join("out"))
-            .arg(port.to_string())
-            .arg(mode)
-            .arg(d.join("cert.pem"))
-            .arg(d.join("key.pem"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let log = {
-            let d = d.to_path_buf();
-            move || std::fs::read_to_string(d.join("stderr")).unwrap_or_default()
-        };
-        wait_for_port(port, &mut child, &log);
-        Some(Aiosmtpd {
-            child,
-            dir,
-            port,
-            cert_pem: tls.cert_pem,
-        })
-    }
-
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
-    /// Each message received, in order: (its data, its envelope lines).
-    pub(crate) fn received(&self) -> Vec<(Vec<u8>, Vec<String>)> {
-        let out = self.dir.path().join("out");
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| {
-                let env = std::fs::read_to_string(p.with_extension("env")).unwrap();
-                (
-                    std::fs::read(p).unwrap(),
-                    env.lines().map(str::to_string).collect(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Aiosmtpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn smtp_to_aiosmtpd_byte_exact_451_deferred_550_failed() {
     let Some(sink) = Aiosmtpd::start("plain") else {
@@ -660,6 +353,20 @@ fn smtp_to_aiosmtpd_byte_exact_451_deferred_550_failed() {
     }
 }
 
+/// The SMTP target of `url` for `me@example.net`, its server's certificate trusted by
+/// `trust`.
+fn open_trusting(url: &str, state: &FsPath, trust: &Trust) -> Forward {
+    Forward::open_with(&smtp(url, "me@example.net"), &owner(state), trust).unwrap()
+}
+
+/// `sink` received `msg`, byte for byte, and nothing else, over TLS.
+fn assert_received_alone_over_tls(sink: &Aiosmtpd, msg: &[u8]) {
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "{}", sink.log());
+    assert_eq!(got[0].0, msg);
+    assert_eq!(got[0].1[2], "tls");
+}
+
 #[test]
 fn smtp_with_starttls_and_implicit_tls() {
     let Some(sink) = Aiosmtpd::start("starttls") else {
@@ -670,8 +377,7 @@ fn smtp_with_starttls_and_implicit_tls() {
     let trust = Trust::CaPem(sink.cert_pem.clone().into_bytes());
     let msg = &messages()[0];
     let url = format!("smtp+starttls://127.0.0.1:{}", sink.port);
-    let mut t =
-        Forward::open_with(&smtp(&url, "me@example.net"), &owner(state.path()), &trust).unwrap();
+    let mut t = open_trusting(&url, state.path(), &trust);
     assert_eq!(
         deliver(&mut t, "k1", msg).unwrap(),
         Outcome::Stored,
@@ -685,10 +391,7 @@ fn smtp_with_starttls_and_implicit_tls() {
     assert!(e.to_string().contains("TLS after STARTTLS"), "{e}");
     assert!(!t.has("k2"));
     drop(t);
-    let got = sink.received();
-    assert_eq!(got.len(), 1, "{}", sink.log());
-    assert_eq!(&got[0].0, msg);
-    assert_eq!(got[0].1[2], "tls");
+    assert_received_alone_over_tls(&sink, msg);
 
     // smtps://: TLS from the first byte.
     let Some(smtps) = Aiosmtpd::start("smtps") else {
@@ -696,8 +399,7 @@ fn smtp_with_starttls_and_implicit_tls() {
     };
     let trust = Trust::CaPem(smtps.cert_pem.clone().into_bytes());
     let url = format!("smtps://127.0.0.1:{}", smtps.port);
-    let mut t =
-        Forward::open_with(&smtp(&url, "me@example.net"), &owner(state.path()), &trust).unwrap();
+    let mut t = open_trusting(&url, state.path(), &trust);
     assert_eq!(
         deliver(&mut t, "k3", msg).unwrap(),
         Outcome::Stored,
@@ -705,18 +407,14 @@ fn smtp_with_starttls_and_implicit_tls() {
         smtps.log()
     );
     drop(t);
-    let got = smtps.received();
-    assert_eq!(got.len(), 1, "{}", smtps.log());
-    assert_eq!(&got[0].0, msg);
-    assert_eq!(got[0].1[2], "tls");
+    assert_received_alone_over_tls(&smtps, msg);
 
     // STARTTLS required from a server that does not offer it: an error, nothing sent.
     let Some(plain) = Aiosmtpd::start("plain") else {
         return;
     };
     let url = format!("smtp+starttls://127.0.0.1:{}", plain.port);
-    let mut t =
-        Forward::open_with(&smtp(&url, "me@example.net"), &owner(state.path()), &trust).unwrap();
+    let mut t = open_trusting(&url, state.path(), &trust);
     let e = deliver(&mut t, "k4", msg).unwrap_err();
     assert!(e.to_string().contains("STARTTLS required"), "{e}");
     assert!(!t.has("k4"));
