@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Where the CPU of a bulk download goes, frontend against PostgreSQL: 20 users x 100 mixed
+# messages imported into a PostgreSQL cluster of its own, then `pop3 serve` over it and over
+# the same Maildirs, each given a warm-up and 10 bulk downloads (pop3-bench --mode full);
+# prints the best MB/s and the CPU ticks (utime + stime, /proc) of the frontend and of
+# PostgreSQL during the 10. Needs postgresql and release builds (cargo build --release -p
+# pop3-cli -p pop3-bench). Run as root (initdb as the postgres user) on a quiet machine.
+set -e
+cd "$(dirname "$0")/.."
+bin=target/release
+work=$(mktemp -d /tmp/cpuper.XXXX); chmod 755 $work
+python3 - "$work/mail" 20 100 <<'PY'
+import os, random, sys
+root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(1)
+for u in range(users):
+    d = os.path.join(root, f"user{u}")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    for i in range(per):
+        size = rnd.choice([2_000, 8_000, 30_000, 120_000])
+        line = "The quick brown fox jumps over the lazy dog, line of mail.\n"
+        body = line * (size // len(line))
+        with open(os.path.join(d, "new", f"{1700000000+i}.M{i}P{u}.bench"), "w") as f:
+            f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
+PY
+: > $work/users; for u in $(seq 0 19); do echo "user$u:{PLAIN}pw" >> $work/users; done
+pgb=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+mkdir $work/pg; chown postgres $work/pg
+runuser -u postgres -- $pgb/initdb -D $work/pg -U postgres -A trust >/dev/null
+runuser -u postgres -- $pgb/pg_ctl -D $work/pg -l $work/pg/log -w -o "-p 57432 -k $work/pg -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
+db=postgresql://postgres@127.0.0.1:57432/postgres
+$bin/pop3 import --postgres $db --maildir-root $work/mail --users $work/users >/dev/null
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+pgcpu() { for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
+for mode in pg maildir; do
+  if [ $mode = pg ]; then args="--postgres $db"; else args="--maildir-root $work/mail --users $work/users"; fi
+  $bin/pop3 serve $args --listen 127.0.0.1:57110 --allow-plaintext-auth --max-unauthenticated-per-ip 20000 --max-sessions-per-user 0 2>/dev/null &
+  srv=$!; sleep 1
+  $bin/pop3-bench --addr 127.0.0.1:57110 --password pw --users 20 --sessions 20 --concurrency 20 --mode full >/dev/null
+  s0=$(cpu $srv); p0=$(pgcpu); t0=$(date +%s.%N)
+  for i in 1 2 3 4 5 6 7 8 9 10; do $bin/pop3-bench --addr 127.0.0.1:57110 --password pw --users 20 --sessions 20 --concurrency 20 --mode full > $work/out.$mode.$i; done
+  s1=$(cpu $srv); p1=$(pgcpu); t1=$(date +%s.%N)
+  mb=$(cat $work/out.$mode.* | sed -nE 's/.* ([0-9.]+) MB\/s.*/\1/p' | sort -n | tail -1)
+  echo "$mode: best $mb MB/s; frontend CPU $(( s1 - s0 )) ticks, postgres CPU $(( p1 - p0 )) ticks, wall $(python3 -c "print(round($t1-$t0,2))") s for 10 bulk runs"
+  kill $srv; wait $srv 2>/dev/null || true
+done
+runuser -u postgres -- $pgb/pg_ctl -D $work/pg -m fast stop >/dev/null; rm -rf "$work"
