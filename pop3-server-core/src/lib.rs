@@ -13,6 +13,7 @@
 //!   metrics, reported to an [`observe::Observer`].
 //! - [`offload`]: runs CPU-heavy work (password hashing) off the async runtime's threads,
 //!   without depending on a runtime.
+//! - [`top`]: the `TOP` cut of a message streamed with CRLF line ends, for stores.
 //! - [`reload`]: an authenticator replaced while the server runs (users re-read on `SIGHUP`).
 //!
 //! ```
@@ -50,5 +51,6 @@ pub mod offload;
 pub mod passwd;
 pub mod reload;
 pub mod session;
+pub mod top;
 
 pub use executor::block_on;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pop3_proto::Uid;
 use pop3_server_core::backend::{self, MailStore, MaildropLock, MessageInfo, StoreError};
+use pop3_server_core::top::TopCut;
 
 use crate::blobs::BlobStream;
-use crate::body::TopCut;
 use crate::{PgStore, Shared, auth, spawn_on, temporary};
 
 /// How often the background task re-reads which mechanisms the stored schemes allow.

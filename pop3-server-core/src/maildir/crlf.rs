@@ -10,18 +10,7 @@ use std::io::{self, BufRead, Read};
 
 use memchr::{memchr, memchr_iter};
 
-/// Where a TOP-limited reader stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
-    /// The whole message (RETR).
-    All,
-    /// Still in the header; after the blank line, `body_lines` body lines are sent.
-    Header { body_lines: u64 },
-    /// In the body; `remaining` more lines are sent (always at least 1).
-    Body { remaining: u64 },
-    /// The requested lines have been consumed: end of stream.
-    Done,
-}
+use crate::top::Limit;
 
 /// A [`Read`] adapter that turns every bare LF of `R` into CRLF, optionally stopping after the
 /// header, the blank line and a number of body lines (the POP3 `TOP` command).
@@ -76,17 +65,7 @@ impl<R: BufRead> CrlfReader<R> {
     fn end_line(&mut self, empty: bool) {
         self.prev_cr = false;
         self.line_len = 0;
-        self.limit = match self.limit {
-            Limit::Header { body_lines: 0 } if empty => Limit::Done,
-            Limit::Header { body_lines } if empty => Limit::Body {
-                remaining: body_lines,
-            },
-            Limit::Body { remaining: 1 } => Limit::Done,
-            Limit::Body { remaining } => Limit::Body {
-                remaining: remaining - 1,
-            },
-            other => other,
-        };
+        self.limit = self.limit.after_line(empty);
     }
 }
 
