@@ -10,17 +10,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pop3");
 mod support;
+use pop3_interop::free_port;
 use support::run;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for_port(port: u16) {
     let start = Instant::now();

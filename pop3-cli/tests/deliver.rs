@@ -120,7 +120,7 @@ fn the_store_can_come_from_the_serve_configuration_file() {
 
 #[test]
 fn procmail_delivers_through_it() {
-    let Ok(procmail) = which("procmail") else {
+    let Some(procmail) = pop3_interop::find_program("procmail") else {
         eprintln!("SKIPPED: procmail is not installed (run .ci/install-peers.sh)");
         return;
     };
@@ -163,13 +163,4 @@ fn procmail_delivers_through_it() {
         // part of what was handed over, so it is kept.
         b"Subject: via procmail\r\n\r\nhello\r\n\r\n"
     );
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
 }

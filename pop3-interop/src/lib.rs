@@ -277,31 +277,11 @@ impl Dovecot {
         for sub in ["run", "state"] {
             std::fs::create_dir_all(d.join(sub)).expect("dirs");
         }
-        let me = std::fs::metadata(d.join("passwd")).expect("metadata");
-        let (users, mail_uid, mail_gid) = {
-            use std::os::unix::fs::MetadataExt;
-            if me.uid() == 0 {
-                let (uid, gid) = (65534, 65534);
-                chown_tree(&d.join("mail"), uid, gid);
-                (
-                    "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                     default_login_user = dovenull\n"
-                        .to_string(),
-                    uid,
-                    gid,
-                )
-            } else {
-                let (name, group) = (id("-un"), id("-gn"));
-                (
-                    format!(
-                        "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                         default_internal_group = {group}\n"
-                    ),
-                    me.uid(),
-                    me.gid(),
-                )
-            }
-        };
+        let DovecotUsers {
+            settings: users,
+            uid: mail_uid,
+            gid: mail_gid,
+        } = dovecot_users(&d.join("mail"));
         let (port, tls_port) = (free_port(), free_port());
         let p = d.display();
         let conf = format!(
@@ -387,7 +367,9 @@ impl Drop for Dovecot {
     }
 }
 
-fn set_mode(path: &Path, mode: u32) {
+/// Sets the permission bits of `path` (best effort): a test's Dovecot needs its base
+/// directory reachable by its login processes and its key private.
+pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
@@ -405,6 +387,51 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 fn id(flag: &str) -> String {
     let out = run_program(Command::new("id").arg(flag), Duration::from_secs(10));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Who a Dovecot started by a test runs as, from [`dovecot_users`].
+#[derive(Debug, Clone)]
+pub struct DovecotUsers {
+    /// The `default_internal_user`, `default_login_user` and `default_internal_group`
+    /// settings, one a line.
+    pub settings: String,
+    /// The uid of the mail (the static userdb's `uid=`).
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+}
+
+/// The users a test's Dovecot runs as. As root (as CI runs), Debian's `dovecot` and
+/// `dovenull` users, and the mail (the tree under `mail_dir`, made over to it here) as
+/// uid and gid 65534; otherwise ourselves for everything.
+pub fn dovecot_users(mail_dir: &Path) -> DovecotUsers {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(mail_dir).expect("the mail directory exists");
+    if me.uid() == 0 {
+        let (uid, gid) = (65534, 65534);
+        chown_tree(mail_dir, uid, gid);
+        DovecotUsers {
+            settings: "default_internal_user = dovecot
+default_internal_group = dovecot
+                       default_login_user = dovenull
+"
+            .to_string(),
+            uid,
+            gid,
+        }
+    } else {
+        let (name, group) = (id("-un"), id("-gn"));
+        DovecotUsers {
+            settings: format!(
+                "default_internal_user = {name}
+default_login_user = {name}
+                 default_internal_group = {group}
+"
+            ),
+            uid: me.uid(),
+            gid: me.gid(),
+        }
+    }
 }
 
 /// async-std as a [`pop3_futures::Runtime`].

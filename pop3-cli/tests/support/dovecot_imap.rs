@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pop3_interop::{Tls, find_program, free_port, peer_available};
+use pop3_interop::{
+    DovecotUsers, Tls, dovecot_users, find_program, free_port, peer_available, set_mode,
+};
 
 /// The IMAP user and password.
 pub(crate) const IMAP_USER: &str = "alice";
@@ -86,30 +88,11 @@ impl Imapd {
         for sub in ["run", "state"] {
             std::fs::create_dir_all(d.join(sub)).expect("dirs");
         }
-        let (users, uid, gid) = {
-            use std::os::unix::fs::MetadataExt;
-            let me = std::fs::metadata(d.join("passwd")).expect("metadata");
-            if me.uid() == 0 {
-                chown_tree(&d.join("mail"), 65534, 65534);
-                (
-                    "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                     default_login_user = dovenull\n"
-                        .to_string(),
-                    65534,
-                    65534,
-                )
-            } else {
-                let (name, group) = (id("-un"), id("-gn"));
-                (
-                    format!(
-                        "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                         default_internal_group = {group}\n"
-                    ),
-                    me.uid(),
-                    me.gid(),
-                )
-            }
-        };
+        let DovecotUsers {
+            settings: users,
+            uid,
+            gid,
+        } = dovecot_users(&d.join("mail"));
         let (port, tls_port) = (free_port(), free_port());
         let p = d.display();
         let conf = format!(
@@ -197,25 +180,6 @@ impl Drop for Imapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            chown_tree(&e.path(), uid, gid);
-        }
-    }
-}
-
-fn id(flag: &str) -> String {
-    let out = Command::new("id").arg(flag).output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// One response line of the server, literals taken out: `text` has `{n}` where each literal

@@ -6,8 +6,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) use pop3_interop::free_port;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -28,14 +29,6 @@ pub(crate) const MESSAGES: [&str; 3] = [
 /// A message's size as served (CRLF line ends).
 pub(crate) fn served_size(m: &str) -> u64 {
     m.replace('\n', "\r\n").len() as u64
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pop3_interop::{find_program, free_port};
+use pop3_interop::{DovecotUsers, dovecot_users, find_program, free_port, set_mode};
 
 /// Starts `cmd` in the background, its standard error in `dir/stderr`, and waits (up to
 /// 30 s) until it accepts connections on 127.0.0.1:`port`; panics with `log(dir)` if it exits
@@ -70,38 +70,15 @@ impl DovecotLmtp {
             .tempdir()
             .unwrap();
         let d = dir.path();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        set_mode(d, 0o755);
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let id = |flag: &str| {
-            let out = Command::new("id").arg(flag).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        let (users, uid, gid) = if id("-u") == "0" {
-            // The mail user must create its Maildir.
-            std::os::unix::fs::chown(d.join("mail"), Some(65534), Some(65534)).unwrap();
-            (
-                "default_internal_user = dovecot\ndefault_internal_group = dovecot\n\
-                 default_login_user = dovenull\n"
-                    .to_string(),
-                "65534".to_string(),
-                "65534".to_string(),
-            )
-        } else {
-            let (name, group) = (id("-un"), id("-gn"));
-            (
-                format!(
-                    "default_internal_user = {name}\ndefault_login_user = {name}\n\
-                     default_internal_group = {group}\n"
-                ),
-                id("-u"),
-                id("-g"),
-            )
-        };
+        let DovecotUsers {
+            settings: users,
+            uid,
+            gid,
+        } = dovecot_users(&d.join("mail"));
         let p = d.display();
         std::fs::write(
             d.join("passwd"),
