@@ -1,6 +1,7 @@
 //! A load generator for LMTP servers (RFC 2033): CONNECTIONS clients at once, each delivering
 //! its share of MESSAGES messages of SIZE octets, one recipient each (users PREFIX0..N round
-//! robin), `MAIL`, `RCPT` and `DATA` pipelined. Prints deliveries per second and MB/s; any
+//! robin), `MAIL`, `RCPT` and `DATA` pipelined; the commands, the dot-stuffing and the replies
+//! are `pop3-lmtp`'s. Prints deliveries per second and MB/s; any
 //! reply that is not the expected one fails the run.
 //!
 //! `lmtp-bench --addr 127.0.0.1:24 --connections 8 --messages 4000 --size 4000 --users 10`
@@ -10,6 +11,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pop3_lmtp::body::DotStuffer;
+use pop3_lmtp::decode::{self, ReplyReader};
+use pop3_lmtp::{Command, Domain, Encode, Mailbox, Path};
 
 #[derive(Parser, Debug)]
 #[command(about = "Load generator for LMTP servers")]
@@ -37,25 +41,43 @@ struct Args {
     domain: String,
 }
 
-/// One reply (the last line of a multi-line one), or an error.
-fn reply(r: &mut BufReader<TcpStream>) -> Result<String, String> {
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed".into());
-        }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(line);
-        }
-    }
+/// One connection's wire: commands encoded and replies read by `pop3-lmtp`.
+struct Wire {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    replies: ReplyReader,
 }
 
-fn expect(r: &mut BufReader<TcpStream>, code: &str) -> Result<(), String> {
-    let line = reply(r)?;
-    if line.starts_with(code) {
-        Ok(())
-    } else {
-        Err(format!("expected {code}, got {}", line.trim_end()))
+impl Wire {
+    /// The next whole reply; an error unless its code is `code`.
+    fn expect(&mut self, code: u16) -> Result<(), String> {
+        loop {
+            let mut line = Vec::new();
+            if self
+                .r
+                .read_until(b'\n', &mut line)
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Err("connection closed".into());
+            }
+            let (_, content) = decode::line(&line).map_err(|e| format!("{e:?}"))?;
+            if let Some(reply) = self.replies.push_line(content).map_err(|e| e.to_string())? {
+                return if reply.code == code {
+                    Ok(())
+                } else {
+                    Err(format!("expected {code}, got {reply}"))
+                };
+            }
+        }
+    }
+
+    fn send(&mut self, commands: &[Command]) -> Result<(), String> {
+        let mut out = Vec::new();
+        for c in commands {
+            c.encode(&mut out);
+        }
+        self.w.write_all(&out).map_err(|e| e.to_string())
     }
 }
 
@@ -64,27 +86,51 @@ fn client(args: &Args, first: usize, count: usize, body: &[u8]) -> Result<(), St
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
-    let mut w = tcp.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(tcp);
-    expect(&mut r, "220")?;
-    w.write_all(b"LHLO bench.example.org\r\n")
-        .map_err(|e| e.to_string())?;
-    expect(&mut r, "250")?;
+    let mut wire = Wire {
+        w: tcp.try_clone().map_err(|e| e.to_string())?,
+        r: BufReader::new(tcp),
+        replies: ReplyReader::new(4096, 100),
+    };
+    let domain = |d: &str| Domain::new(d).map_err(|e| e.to_string());
+    let from =
+        Path::Mailbox(Mailbox::new("bench", domain("example.org")?).map_err(|e| e.to_string())?);
+    wire.expect(220)?;
+    wire.send(&[Command::Lhlo(domain("bench.example.org")?)])?;
+    wire.expect(250)?;
     for i in first..first + count {
-        let rcpt = format!("{}{}@{}", args.user_prefix, i % args.users, args.domain);
-        let head = format!("MAIL FROM:<bench@example.org>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n");
-        w.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "354")?;
-        let mut msg = format!("Subject: bench {i}\r\nMessage-ID: <{i}@bench>\r\n\r\n").into_bytes();
-        msg.extend_from_slice(body);
-        msg.extend_from_slice(b".\r\n");
-        w.write_all(&msg).map_err(|e| e.to_string())?;
-        expect(&mut r, "250")?;
+        let to = Mailbox::new(
+            format!("{}{}", args.user_prefix, i % args.users),
+            domain(&args.domain)?,
+        )
+        .map_err(|e| e.to_string())?;
+        // MAIL, RCPT and DATA pipelined (RFC 2920).
+        wire.send(&[
+            Command::Mail {
+                from: from.clone(),
+                params: Vec::new(),
+            },
+            Command::Rcpt {
+                to,
+                params: Vec::new(),
+            },
+            Command::Data,
+        ])?;
+        wire.expect(250)?;
+        wire.expect(250)?;
+        wire.expect(354)?;
+        let mut msg = Vec::with_capacity(body.len() + 64);
+        let mut stuffer = DotStuffer::new();
+        stuffer.push(
+            format!("Subject: bench {i}\r\nMessage-ID: <{i}@bench>\r\n\r\n").as_bytes(),
+            &mut msg,
+        );
+        stuffer.push(body, &mut msg);
+        stuffer.finish(&mut msg);
+        wire.w.write_all(&msg).map_err(|e| e.to_string())?;
+        wire.expect(250)?;
     }
-    w.write_all(b"QUIT\r\n").map_err(|e| e.to_string())?;
-    expect(&mut r, "221")
+    wire.send(&[Command::Quit])?;
+    wire.expect(221)
 }
 
 fn main() {
