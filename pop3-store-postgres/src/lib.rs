@@ -18,6 +18,12 @@
 //!   `RETR` sends them as they are, chunk by chunk ([`PgConfig::chunk_size`] octets, one row
 //!   of `bodies` each, or the pieces of an S3 download): a message is never whole in memory
 //!   when read. `TOP n` stops reading after the header and `n` lines.
+//! - **Read-ahead**: a client retrieving its messages in order (`RETR 1`, `RETR 2`, ...) gets
+//!   the whole bodies of the next messages in the same query as the one it asked for, up to
+//!   512 KiB in all, so a bulk download costs one query per 512 KiB rather than one per
+//!   message (a query costs the database more than 40 kB of body does). A session holds at
+//!   most those 512 KiB; a body read ahead is served even if another session removes the
+//!   message meanwhile, as the snapshot promised.
 //! - **Unique ids** are assigned once, at delivery, as `ID:RANDOM` (the message's `bigserial`
 //!   id, never reused, and 8 random hex digits). A Maildir unique name never contains `:`
 //!   (that starts its flags), so mail imported from a Maildir with

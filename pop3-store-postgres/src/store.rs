@@ -205,6 +205,38 @@ pub struct PgDrop {
     ids: Vec<i64>,
     messages: Vec<MessageInfo>,
     lease: Option<LeaseGuard>,
+    ahead: ReadAhead,
+}
+
+/// Whole bodies of the messages after the one last retrieved, read in the same query as it
+/// (see [`PgDrop::open_message`](backend::Maildrop::open_message)): a client that retrieves
+/// its messages in order then costs one query per [`BATCH_OCTETS`] of mail instead of one
+/// per message.
+#[derive(Default)]
+struct ReadAhead {
+    /// The index of the last message opened by `RETR`.
+    last_retr: Option<usize>,
+    /// Bodies read ahead, by message index, ascending; their octets add up to at most
+    /// [`BATCH_OCTETS`].
+    bodies: std::collections::VecDeque<(usize, Vec<Bytes>)>,
+}
+
+impl ReadAhead {
+    /// The body of message `index` if it was read ahead. What comes before it is dropped;
+    /// a miss drops everything (the client is not reading in order).
+    fn take(&mut self, index: usize) -> Option<Vec<Bytes>> {
+        while let Some(&(next, _)) = self.bodies.front() {
+            if next < index {
+                self.bodies.pop_front();
+            } else if next == index {
+                return self.bodies.pop_front().map(|(_, chunks)| chunks);
+            } else {
+                break;
+            }
+        }
+        self.bodies.clear();
+        None
+    }
 }
 
 impl std::fmt::Debug for PgDrop {
@@ -225,12 +257,29 @@ impl PgDrop {
             ids: snap.ids,
             messages: snap.messages,
             lease,
+            ahead: ReadAhead::default(),
         }
     }
 
     /// The user whose maildrop this is.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// A reader of message `id` (`size` octets) whose first chunks are `first`; the rest of
+    /// its rows of `bodies` are read when needed.
+    fn reader(&self, id: i64, size: u64, top: Option<u64>, first: Vec<Bytes>) -> PgReader {
+        let next_seq = i32::try_from(first.len()).unwrap_or(i32::MAX);
+        PgReader {
+            shared: Arc::clone(self.store.shared()),
+            source: Source::Pg { id, next_seq },
+            fetched: 0,
+            queued: first.into(),
+            buf: Bytes::new(),
+            size,
+            cut: top.map_or_else(TopCut::all, TopCut::top),
+            ended: false,
+        }
     }
 }
 
@@ -241,9 +290,13 @@ enum Opened {
 }
 
 /// How many octets of a body one query reads at most (whole chunks, at least one): a
-/// message of up to this size takes one round trip, with its metadata, and a larger one
-/// one round trip per this many octets. It is also what a reader holds at most.
+/// message of up to this size takes one round trip, and a larger one one round trip per this
+/// many octets. It is also what a session holds at most: its reader's
+/// chunks and the bodies read ahead for it ([`ReadAhead`]).
 const BATCH_OCTETS: usize = 512 * 1024;
+
+/// At most this many messages are read ahead in one query.
+const MAX_AHEAD: usize = 64;
 
 /// Chunks per query for chunks of `chunk_size` octets.
 fn batch(chunk_size: usize) -> i32 {
@@ -268,6 +321,91 @@ impl backend::Maildrop for PgDrop {
             )));
         };
         let size = info.size;
+        let retr = top.is_none();
+        // In order: this RETR follows the previous one, or is the session's first and is of
+        // message 1. A client picking single messages gets nothing read ahead.
+        let sequential = retr && index.checked_sub(1) == self.ahead.last_retr;
+        if retr {
+            self.ahead.last_retr = Some(index);
+        }
+        if let Some(chunks) = self.ahead.take(index) {
+            return Ok(self.reader(id, size, top, chunks));
+        }
+        if self.store.shared().blobs.is_none() {
+            // Bodies in PostgreSQL: the message's first chunks, and for a client reading in
+            // order the whole bodies of the next messages that fit in the same batch.
+            let mut wanted = vec![id];
+            if sequential {
+                let mut room = BATCH_OCTETS as u64 - size.min(BATCH_OCTETS as u64);
+                for (next_id, next) in self.ids.iter().zip(&self.messages).skip(index + 1) {
+                    if next.size > room || wanted.len() > MAX_AHEAD {
+                        break;
+                    }
+                    room -= next.size;
+                    wanted.push(*next_id);
+                }
+            }
+            let followers = wanted.len() - 1;
+            let mut bodies = self
+                .store
+                .spawn(move |shared| async move {
+                    let client = shared.client().await?;
+                    let statement = client
+                        .prepare_cached(
+                            "SELECT message_id, seq, data FROM bodies \
+                             WHERE message_id = ANY($1) AND seq < $2",
+                        )
+                        .await
+                        .map_err(temporary)?;
+                    let mut rows: Vec<(i64, i32, Vec<u8>)> = client
+                        .query(&statement, &[&wanted, &batch(shared.chunk_size)])
+                        .await
+                        .map_err(temporary)?
+                        .into_iter()
+                        .map(|row| (row.get(0), row.get(1), row.get(2)))
+                        .collect();
+                    // Ordered here: an ORDER BY can make the server copy every row through
+                    // a sort when its planner prefers a bitmap scan.
+                    rows.sort_unstable_by_key(|&(message_id, seq, _)| (message_id, seq));
+                    let mut bodies: Vec<(i64, Vec<Bytes>)> = Vec::new();
+                    for (message_id, _, data) in rows {
+                        match bodies.last_mut() {
+                            Some((last, chunks)) if *last == message_id => {
+                                chunks.push(Bytes::from(data));
+                            }
+                            _ => bodies.push((message_id, vec![Bytes::from(data)])),
+                        }
+                    }
+                    Ok(bodies)
+                })
+                .await?
+                .into_iter()
+                .peekable();
+            if let Some((_, first)) = bodies.next_if(|(message_id, _)| *message_id == id) {
+                // A follower is kept only if it came whole (rows of a message are written
+                // and removed in one transaction, so it did unless it was removed since the
+                // snapshot: then its own RETR reports it). An empty one has no rows.
+                for next in index + 1..=index + followers {
+                    let (Some(&next_id), Some(info)) =
+                        (self.ids.get(next), self.messages.get(next))
+                    else {
+                        break;
+                    };
+                    let chunks = bodies
+                        .next_if(|(message_id, _)| *message_id == next_id)
+                        .map(|(_, chunks)| chunks)
+                        .unwrap_or_default();
+                    let octets: usize = chunks.iter().map(Bytes::len).sum();
+                    if octets as u64 != info.size {
+                        break;
+                    }
+                    self.ahead.bodies.push_back((next, chunks));
+                }
+                return Ok(self.reader(id, size, top, first));
+            }
+            // No chunks: an empty body, a message removed since the snapshot, or one whose
+            // body is in an object store; the query below tells which.
+        }
         let opened = self
             .store
             .spawn(move |shared| async move {
@@ -311,23 +449,19 @@ impl backend::Maildrop for PgDrop {
                 }
             })
             .await?;
-        let (source, first) = match opened {
-            Opened::Pg(first) => {
-                let next_seq = i32::try_from(first.len()).unwrap_or(i32::MAX);
-                (Source::Pg { id, next_seq }, first)
-            }
-            Opened::Blob(stream) => (Source::Blob(Some(stream)), Vec::new()),
-        };
-        Ok(PgReader {
-            shared: Arc::clone(self.store.shared()),
-            source,
-            fetched: 0,
-            queued: first.into(),
-            buf: Bytes::new(),
-            size,
-            cut: top.map_or_else(TopCut::all, TopCut::top),
-            ended: false,
-        })
+        match opened {
+            Opened::Pg(first) => Ok(self.reader(id, size, top, first)),
+            Opened::Blob(stream) => Ok(PgReader {
+                shared: Arc::clone(self.store.shared()),
+                source: Source::Blob(Some(stream)),
+                fetched: 0,
+                queued: Default::default(),
+                buf: Bytes::new(),
+                size,
+                cut: top.map_or_else(TopCut::all, TopCut::top),
+                ended: false,
+            }),
+        }
     }
 
     async fn commit(mut self, delete: Vec<usize>) -> Result<(), StoreError> {
@@ -456,18 +590,22 @@ impl PgReader {
                     let client = shared.client().await?;
                     let statement = client
                         .prepare_cached(
-                            "SELECT data FROM bodies WHERE message_id = $1 \
-                             AND seq >= $2 AND seq < $2 + $3 ORDER BY seq",
+                            "SELECT seq, data FROM bodies WHERE message_id = $1 \
+                             AND seq >= $2 AND seq < $2 + $3",
                         )
                         .await
                         .map_err(temporary)?;
-                    let rows = client
+                    let mut rows: Vec<(i32, Vec<u8>)> = client
                         .query(&statement, &[&id, &seq, &batch(shared.chunk_size)])
                         .await
-                        .map_err(temporary)?;
+                        .map_err(temporary)?
+                        .into_iter()
+                        .map(|row| (row.get(0), row.get(1)))
+                        .collect();
+                    rows.sort_unstable_by_key(|&(seq, _)| seq);
                     Ok(rows
                         .into_iter()
-                        .map(|r| Bytes::from(r.get::<_, Vec<u8>>(0)))
+                        .map(|(_, data)| Bytes::from(data))
                         .collect::<Vec<_>>())
                 })
                 .await
