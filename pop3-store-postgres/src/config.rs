@@ -66,7 +66,8 @@ pub struct PgConfig {
     #[serde(default = "default_lease", with = "duration")]
     pub lease: Duration,
     /// The size of a body chunk, in octets (default [`DEFAULT_CHUNK_SIZE`]): what one row of
-    /// the `bodies` table holds, and so what a `RETR` keeps in memory at a time.
+    /// the `bodies` table holds. It applies to mail stored from then on; mail stored under
+    /// another size reads the same, and a session still holds about 512 KiB of it at most.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
 }

@@ -270,9 +270,18 @@ impl PgDrop {
     /// its rows of `bodies` are read when needed.
     fn reader(&self, id: i64, size: u64, top: Option<u64>, first: Vec<Bytes>) -> PgReader {
         let next_seq = i32::try_from(first.len()).unwrap_or(i32::MAX);
+        // Chunks per later query, from the size this message was stored with (it may have
+        // been delivered under another `chunk_size`).
+        let per_query = first.first().map_or(1, |chunk| {
+            i32::try_from((BATCH_OCTETS / chunk.len().max(1)).max(1)).unwrap_or(1)
+        });
         PgReader {
             shared: Arc::clone(self.store.shared()),
-            source: Source::Pg { id, next_seq },
+            source: Source::Pg {
+                id,
+                next_seq,
+                per_query,
+            },
             fetched: 0,
             queued: first.into(),
             buf: Bytes::new(),
@@ -294,6 +303,25 @@ enum Opened {
 /// many octets. It is also what a session holds at most: its reader's
 /// chunks and the bodies read ahead for it ([`ReadAhead`]).
 const BATCH_OCTETS: usize = 512 * 1024;
+
+/// [`BATCH_OCTETS`] as the queries take it.
+const BATCH: i64 = BATCH_OCTETS as i64;
+
+/// A row of `bodies` as read: its `seq` and its octets.
+type Row = (i32, Vec<u8>);
+
+/// The chunks of one message from seq 0 on, as long as none is missing (a first batch is
+/// bounded by octets, `(seq + 1) * length <= BATCH`, which a short last chunk can pass while
+/// the chunk before it did not: then it is read again later, in order).
+fn contiguous(mut chunks: Vec<Row>) -> Vec<Bytes> {
+    chunks.sort_unstable_by_key(|&(seq, _)| seq);
+    chunks
+        .into_iter()
+        .zip(0..)
+        .take_while(|((seq, _), expected)| seq == expected)
+        .map(|((_, data), _)| Bytes::from(data))
+        .collect()
+}
 
 /// At most this many messages are read ahead in one query.
 const MAX_AHEAD: usize = 64;
@@ -353,12 +381,13 @@ impl backend::Maildrop for PgDrop {
                     let statement = client
                         .prepare_cached(
                             "SELECT message_id, seq, data FROM bodies \
-                             WHERE message_id = ANY($1) AND seq < $2",
+                             WHERE message_id = ANY($1) AND seq < $2 \
+                             AND (seq = 0 OR (seq + 1)::bigint * octet_length(data) <= $3)",
                         )
                         .await
                         .map_err(temporary)?;
                     let mut rows: Vec<(i64, i32, Vec<u8>)> = client
-                        .query(&statement, &[&wanted, &batch(shared.chunk_size)])
+                        .query(&statement, &[&wanted, &batch(shared.chunk_size), &BATCH])
                         .await
                         .map_err(temporary)?
                         .into_iter()
@@ -367,16 +396,19 @@ impl backend::Maildrop for PgDrop {
                     // Ordered here: an ORDER BY can make the server copy every row through
                     // a sort when its planner prefers a bitmap scan.
                     rows.sort_unstable_by_key(|&(message_id, seq, _)| (message_id, seq));
-                    let mut bodies: Vec<(i64, Vec<Bytes>)> = Vec::new();
-                    for (message_id, _, data) in rows {
+                    let mut bodies: Vec<(i64, Vec<Row>)> = Vec::new();
+                    for (message_id, seq, data) in rows {
                         match bodies.last_mut() {
                             Some((last, chunks)) if *last == message_id => {
-                                chunks.push(Bytes::from(data));
+                                chunks.push((seq, data));
                             }
-                            _ => bodies.push((message_id, vec![Bytes::from(data)])),
+                            _ => bodies.push((message_id, vec![(seq, data)])),
                         }
                     }
-                    Ok(bodies)
+                    Ok(bodies
+                        .into_iter()
+                        .map(|(message_id, chunks)| (message_id, contiguous(chunks)))
+                        .collect::<Vec<_>>())
                 })
                 .await?
                 .into_iter()
@@ -413,14 +445,15 @@ impl backend::Maildrop for PgDrop {
                 // The message's body reference and its first chunks, in one round trip.
                 let statement = client
                     .prepare_cached(
-                        "SELECT m.blob_key, b.data FROM messages m \
+                        "SELECT m.blob_key, b.seq, b.data FROM messages m \
                          LEFT JOIN bodies b ON b.message_id = m.id AND b.seq < $2 \
+                         AND (b.seq = 0 OR (b.seq + 1)::bigint * octet_length(b.data) <= $3) \
                          WHERE m.id = $1 ORDER BY b.seq",
                     )
                     .await
                     .map_err(temporary)?;
                 let rows = client
-                    .query(&statement, &[&id, &batch(shared.chunk_size)])
+                    .query(&statement, &[&id, &batch(shared.chunk_size), &BATCH])
                     .await
                     .map_err(temporary)?;
                 drop(client);
@@ -440,12 +473,11 @@ impl backend::Maildrop for PgDrop {
                     (Some(_), None) => Err(StoreError::Permanent(
                         "the message body is in an object store, but none is configured".into(),
                     )),
-                    (None, _) => Ok(Opened::Pg(
+                    (None, _) => Ok(Opened::Pg(contiguous(
                         rows.iter()
-                            .filter_map(|r| r.get::<_, Option<Vec<u8>>>(1))
-                            .map(Bytes::from)
+                            .filter_map(|r| Some((r.get::<_, Option<i32>>(1)?, r.get(2))))
                             .collect(),
-                    )),
+                    ))),
                 }
             })
             .await?;
@@ -541,8 +573,12 @@ impl backend::Maildrop for PgDrop {
 
 /// Where a reader's next chunks come from.
 enum Source {
-    /// Rows of `bodies`, from `next_seq` on.
-    Pg { id: i64, next_seq: i32 },
+    /// Rows of `bodies`, from `next_seq` on, `per_query` at a time.
+    Pg {
+        id: i64,
+        next_seq: i32,
+        per_query: i32,
+    },
     /// An object-store download (`None` while a read of it is under way elsewhere).
     Blob(Option<BlobStream>),
 }
@@ -584,8 +620,12 @@ impl PgReader {
         match &mut self.source {
             // Every octet the snapshot counted has come: no query to learn there is no more.
             Source::Pg { .. } if self.fetched >= self.size => Ok(None),
-            Source::Pg { id, next_seq } => {
-                let (id, seq) = (*id, *next_seq);
+            Source::Pg {
+                id,
+                next_seq,
+                per_query,
+            } => {
+                let (id, seq, per_query) = (*id, *next_seq, *per_query);
                 let chunks = spawn_on(&self.shared, move |shared| async move {
                     let client = shared.client().await?;
                     let statement = client
@@ -596,7 +636,7 @@ impl PgReader {
                         .await
                         .map_err(temporary)?;
                     let mut rows: Vec<(i32, Vec<u8>)> = client
-                        .query(&statement, &[&id, &seq, &batch(shared.chunk_size)])
+                        .query(&statement, &[&id, &seq, &per_query])
                         .await
                         .map_err(temporary)?
                         .into_iter()

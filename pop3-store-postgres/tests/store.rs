@@ -301,6 +301,49 @@ fn reading_in_order_reads_the_next_bodies_ahead_within_one_batch() {
 }
 
 #[test]
+fn mail_stored_under_another_chunk_size_reads_byte_exact() {
+    let Some((small, url)) = store() else { return };
+    let large = PgStore::new(PgConfig::new(&url).with_chunk_size(65_536)).expect("store");
+    add_user(&small, "alice", "{PLAIN}pw");
+    // Over 512 KiB in 64 KiB chunks with a short last one, which the first batch's octet
+    // bound lets through ahead of the chunk before it; small ones around it.
+    let samples = [
+        sized_message(0, 2_000),
+        sized_message(1, 580_000),
+        sized_message(2, 70_000),
+        sized_message(3, 3_000),
+    ];
+    for (i, sample) in samples.iter().enumerate() {
+        let by = if i % 2 == 1 { &large } else { &small };
+        block_on(by.deliver("alice", sample)).unwrap();
+    }
+    let crlf = reference(&samples[1], None).len();
+    assert!(crlf > 9 * 65_536 && crlf % 65_536 < 40_000, "{crlf}");
+    for reader in [&small, &large] {
+        let mut drop = block_on(reader.open("alice", MaildropLock::Snapshot)).unwrap();
+        for (i, sample) in samples.iter().enumerate() {
+            assert_eq!(
+                retr(&mut drop, i, None, 8192),
+                reference(sample, None),
+                "message {i}"
+            );
+            assert_eq!(
+                retr(&mut drop, i, Some(2), 8192),
+                reference(sample, Some(2))
+            );
+        }
+        let mut drop = block_on(reader.open("alice", MaildropLock::Snapshot)).unwrap();
+        for (i, sample) in samples.iter().enumerate() {
+            assert_eq!(
+                retr(&mut drop, i, None, 100_000),
+                reference(sample, None),
+                "message {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn uidls_are_stable_and_never_reused() {
     let Some((store, url)) = store() else { return };
     add_user(&store, "alice", "{PLAIN}pw");
