@@ -218,13 +218,13 @@ struct ReadAhead {
     last_retr: Option<usize>,
     /// Bodies read ahead, by message index, ascending; their octets add up to at most
     /// [`BATCH_OCTETS`].
-    bodies: std::collections::VecDeque<(usize, Vec<Bytes>)>,
+    bodies: std::collections::VecDeque<(usize, Vec<Chunk>)>,
 }
 
 impl ReadAhead {
     /// The body of message `index` if it was read ahead. What comes before it is dropped;
     /// a miss drops everything (the client is not reading in order).
-    fn take(&mut self, index: usize) -> Option<Vec<Bytes>> {
+    fn take(&mut self, index: usize) -> Option<Vec<Chunk>> {
         while let Some(&(next, _)) = self.bodies.front() {
             if next < index {
                 self.bodies.pop_front();
@@ -268,12 +268,12 @@ impl PgDrop {
 
     /// A reader of message `id` (`size` octets) whose first chunks are `first`; the rest of
     /// its rows of `bodies` are read when needed.
-    fn reader(&self, id: i64, size: u64, top: Option<u64>, first: Vec<Bytes>) -> PgReader {
+    fn reader(&self, id: i64, size: u64, top: Option<u64>, first: Vec<Chunk>) -> PgReader {
         let next_seq = i32::try_from(first.len()).unwrap_or(i32::MAX);
         // Chunks per later query, from the size this message was stored with (it may have
         // been delivered under another `chunk_size`).
         let per_query = first.first().map_or(1, |chunk| {
-            i32::try_from((BATCH_OCTETS / chunk.len().max(1)).max(1)).unwrap_or(1)
+            i32::try_from((BATCH_OCTETS / chunk.data().len().max(1)).max(1)).unwrap_or(1)
         });
         PgReader {
             shared: Arc::clone(self.store.shared()),
@@ -284,7 +284,8 @@ impl PgDrop {
             },
             fetched: 0,
             queued: first.into(),
-            buf: Bytes::new(),
+            buf: None,
+            pos: 0,
             size,
             cut: top.map_or_else(TopCut::all, TopCut::top),
             ended: false,
@@ -294,7 +295,7 @@ impl PgDrop {
 
 /// The first chunk of a message and where the rest comes from.
 enum Opened {
-    Pg(Vec<Bytes>),
+    Pg(Vec<Chunk>),
     Blob(BlobStream),
 }
 
@@ -307,19 +308,42 @@ const BATCH_OCTETS: usize = 512 * 1024;
 /// [`BATCH_OCTETS`] as the queries take it.
 const BATCH: i64 = BATCH_OCTETS as i64;
 
-/// A row of `bodies` as read: its `seq` and its octets.
-type Row = (i32, Vec<u8>);
+/// One piece of a body as it arrived, not copied: the `data` column of a row of `bodies`
+/// (the row keeps the buffer it was received in), or a piece of an object-store download.
+enum Chunk {
+    Row(tokio_postgres::Row, usize),
+    Blob(Bytes),
+}
+
+impl Chunk {
+    /// Column `column` of `row`, which must be a `bytea`.
+    fn row(row: tokio_postgres::Row, column: usize) -> Result<Chunk, StoreError> {
+        row.try_get::<_, &[u8]>(column).map_err(temporary)?;
+        Ok(Chunk::Row(row, column))
+    }
+
+    fn data(&self) -> &[u8] {
+        match self {
+            // Checked when made: never the empty default.
+            Chunk::Row(row, column) => row.try_get(*column).unwrap_or_default(),
+            Chunk::Blob(bytes) => bytes,
+        }
+    }
+}
+
+/// A row of `bodies` as read: its `seq` and its data.
+type Row = (i32, Chunk);
 
 /// The chunks of one message from seq 0 on, as long as none is missing (a first batch is
 /// bounded by octets, `(seq + 1) * length <= BATCH`, which a short last chunk can pass while
 /// the chunk before it did not: then it is read again later, in order).
-fn contiguous(mut chunks: Vec<Row>) -> Vec<Bytes> {
+fn contiguous(mut chunks: Vec<Row>) -> Vec<Chunk> {
     chunks.sort_unstable_by_key(|&(seq, _)| seq);
     chunks
         .into_iter()
         .zip(0..)
         .take_while(|((seq, _), expected)| seq == expected)
-        .map(|((_, data), _)| Bytes::from(data))
+        .map(|((_, data), _)| data)
         .collect()
 }
 
@@ -386,18 +410,20 @@ impl backend::Maildrop for PgDrop {
                         )
                         .await
                         .map_err(temporary)?;
-                    let mut rows: Vec<(i64, i32, Vec<u8>)> = client
+                    let mut rows = client
                         .query(&statement, &[&wanted, &batch(shared.chunk_size), &BATCH])
                         .await
                         .map_err(temporary)?
                         .into_iter()
-                        .map(|row| (row.get(0), row.get(1), row.get(2)))
-                        .collect();
+                        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row)))
+                        .collect::<Result<Vec<(i64, i32, _)>, tokio_postgres::Error>>()
+                        .map_err(temporary)?;
                     // Ordered here: an ORDER BY can make the server copy every row through
                     // a sort when its planner prefers a bitmap scan.
                     rows.sort_unstable_by_key(|&(message_id, seq, _)| (message_id, seq));
                     let mut bodies: Vec<(i64, Vec<Row>)> = Vec::new();
-                    for (message_id, seq, data) in rows {
+                    for (message_id, seq, row) in rows {
+                        let data = Chunk::row(row, 2)?;
                         match bodies.last_mut() {
                             Some((last, chunks)) if *last == message_id => {
                                 chunks.push((seq, data));
@@ -427,7 +453,7 @@ impl backend::Maildrop for PgDrop {
                         .next_if(|(message_id, _)| *message_id == next_id)
                         .map(|(_, chunks)| chunks)
                         .unwrap_or_default();
-                    let octets: usize = chunks.iter().map(Bytes::len).sum();
+                    let octets: usize = chunks.iter().map(|c| c.data().len()).sum();
                     if octets as u64 != info.size {
                         break;
                     }
@@ -473,11 +499,17 @@ impl backend::Maildrop for PgDrop {
                     (Some(_), None) => Err(StoreError::Permanent(
                         "the message body is in an object store, but none is configured".into(),
                     )),
-                    (None, _) => Ok(Opened::Pg(contiguous(
-                        rows.iter()
-                            .filter_map(|r| Some((r.get::<_, Option<i32>>(1)?, r.get(2))))
-                            .collect(),
-                    ))),
+                    (None, _) => {
+                        let mut chunks = Vec::new();
+                        for row in rows {
+                            if let Some(seq) =
+                                row.try_get::<_, Option<i32>>(1).map_err(temporary)?
+                            {
+                                chunks.push((seq, Chunk::row(row, 2)?));
+                            }
+                        }
+                        Ok(Opened::Pg(contiguous(chunks)))
+                    }
                 }
             })
             .await?;
@@ -488,7 +520,8 @@ impl backend::Maildrop for PgDrop {
                 source: Source::Blob(Some(stream)),
                 fetched: 0,
                 queued: Default::default(),
-                buf: Bytes::new(),
+                buf: None,
+                pos: 0,
                 size,
                 cut: top.map_or_else(TopCut::all, TopCut::top),
                 ended: false,
@@ -589,10 +622,11 @@ enum Source {
 pub struct PgReader {
     shared: Arc<Shared>,
     source: Source,
-    /// The current chunk; what is left of it.
-    buf: Bytes,
+    /// The current chunk, and how much of it has been read.
+    buf: Option<Chunk>,
+    pos: usize,
     /// Chunks read ahead (one query reads several).
-    queued: std::collections::VecDeque<Bytes>,
+    queued: std::collections::VecDeque<Chunk>,
     /// Octets of the message taken from `queued` or the source so far.
     fetched: u64,
     /// The size in the snapshot.
@@ -612,7 +646,7 @@ impl std::fmt::Debug for PgReader {
 
 impl PgReader {
     /// The next chunk of the message, `None` at its end.
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    async fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
         let failed = |e: StoreError| io::Error::other(e.to_string());
         if let Some(chunk) = self.queued.pop_front() {
             return Ok(Some(chunk));
@@ -635,18 +669,19 @@ impl PgReader {
                         )
                         .await
                         .map_err(temporary)?;
-                    let mut rows: Vec<(i32, Vec<u8>)> = client
+                    let mut rows = Vec::new();
+                    for row in client
                         .query(&statement, &[&id, &seq, &per_query])
                         .await
                         .map_err(temporary)?
-                        .into_iter()
-                        .map(|row| (row.get(0), row.get(1)))
-                        .collect();
+                    {
+                        rows.push((
+                            row.try_get::<_, i32>(0).map_err(temporary)?,
+                            Chunk::row(row, 1)?,
+                        ));
+                    }
                     rows.sort_unstable_by_key(|&(seq, _)| seq);
-                    Ok(rows
-                        .into_iter()
-                        .map(|(_, data)| Bytes::from(data))
-                        .collect::<Vec<_>>())
+                    Ok(rows.into_iter().map(|(_, data)| data).collect::<Vec<_>>())
                 })
                 .await
                 .map_err(failed)?;
@@ -669,7 +704,7 @@ impl PgReader {
                 *slot = Some(stream);
                 match item {
                     None => Ok(None),
-                    Some(Ok(bytes)) => Ok(Some(bytes)),
+                    Some(Ok(bytes)) => Ok(Some(Chunk::Blob(bytes))),
                     Some(Err(e)) => Err(io::Error::other(e)),
                 }
             }
@@ -683,26 +718,30 @@ impl backend::MessageReader for PgReader {
             if self.ended || self.cut.is_done() || out.is_empty() {
                 return Ok(0);
             }
-            if !self.buf.is_empty() {
-                let take = self.buf.len().min(out.len());
-                let n = self.cut.admit(&self.buf[..take]);
-                out[..n].copy_from_slice(&self.buf[..n]);
-                let _ = self.buf.split_to(n);
-                if n == 0 {
-                    continue;
+            if let Some(chunk) = &self.buf {
+                let rest = chunk.data().get(self.pos..).unwrap_or_default();
+                if !rest.is_empty() {
+                    let take = rest.len().min(out.len());
+                    let n = self.cut.admit(&rest[..take]);
+                    out[..n].copy_from_slice(&rest[..n]);
+                    self.pos += n;
+                    if n == 0 {
+                        continue;
+                    }
+                    return Ok(n);
                 }
-                return Ok(n);
             }
             match self.next_chunk().await? {
                 Some(chunk) => {
-                    self.fetched += chunk.len() as u64;
+                    self.fetched += chunk.data().len() as u64;
                     if self.fetched > self.size {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "the message is longer than its recorded size",
                         ));
                     }
-                    self.buf = chunk;
+                    self.buf = Some(chunk);
+                    self.pos = 0;
                 }
                 None if self.fetched < self.size => {
                     return Err(io::Error::new(
