@@ -9,6 +9,17 @@ set -e
 cd "$(dirname "$0")/.."
 bin=target/release
 work=$(mktemp -d /tmp/cpuper.XXXX); chmod 755 $work
+pgb=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+srv=
+# Whatever fails, nothing is left running or on disk.
+cleanup() {
+  set +e
+  [ -n "$srv" ] && kill "$srv" 2>/dev/null
+  [ -f "$work/pg/postmaster.pid" ] && runuser -u postgres -- $pgb/pg_ctl -D $work/pg -m fast stop >/dev/null 2>&1
+  [ -f "$work/serve.pg.log" ] && grep -h -i -E "error|panic" $work/serve.*.log | tail -3
+  rm -rf "$work"
+}
+trap cleanup EXIT
 python3 - "$work/mail" 20 100 <<'PY'
 import os, random, sys
 root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -25,17 +36,17 @@ for u in range(users):
             f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
 PY
 : > $work/users; for u in $(seq 0 19); do echo "user$u:{PLAIN}pw" >> $work/users; done
-pgb=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 mkdir $work/pg; chown postgres $work/pg
 runuser -u postgres -- $pgb/initdb -D $work/pg -U postgres -A trust >/dev/null
 runuser -u postgres -- $pgb/pg_ctl -D $work/pg -l $work/pg/log -w -o "-p 57432 -k $work/pg -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" start >/dev/null
 db=postgresql://postgres@127.0.0.1:57432/postgres
 $bin/pop3 import --postgres $db --maildir-root $work/mail --users $work/users >/dev/null
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
-pgcpu() { for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
+# This cluster's processes only: the postmaster and its children.
+pgcpu() { local pm; pm=$(head -1 $work/pg/postmaster.pid); for p in $pm $(pgrep -P $pm); do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'; }
 for mode in pg maildir; do
   if [ $mode = pg ]; then args="--postgres $db"; else args="--maildir-root $work/mail --users $work/users"; fi
-  $bin/pop3 serve $args --listen 127.0.0.1:57110 --allow-plaintext-auth --max-unauthenticated-per-ip 20000 --max-sessions-per-user 0 2>/dev/null &
+  $bin/pop3 serve $args --listen 127.0.0.1:57110 --allow-plaintext-auth --max-unauthenticated-per-ip 20000 --max-sessions-per-user 0 2>$work/serve.$mode.log &
   srv=$!; sleep 1
   $bin/pop3-bench --addr 127.0.0.1:57110 --password pw --users 20 --sessions 20 --concurrency 20 --mode full >/dev/null
   s0=$(cpu $srv); p0=$(pgcpu); t0=$(date +%s.%N)
@@ -43,6 +54,5 @@ for mode in pg maildir; do
   s1=$(cpu $srv); p1=$(pgcpu); t1=$(date +%s.%N)
   mb=$(cat $work/out.$mode.* | sed -nE 's/.* ([0-9.]+) MB\/s.*/\1/p' | sort -n | tail -1)
   echo "$mode: best $mb MB/s; frontend CPU $(( s1 - s0 )) ticks, postgres CPU $(( p1 - p0 )) ticks, wall $(python3 -c "print(round($t1-$t0,2))") s for 10 bulk runs"
-  kill $srv; wait $srv 2>/dev/null || true
+  kill $srv; wait $srv 2>/dev/null || true; srv=
 done
-runuser -u postgres -- $pgb/pg_ctl -D $work/pg -m fast stop >/dev/null; rm -rf "$work"
