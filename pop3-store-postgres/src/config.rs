@@ -38,6 +38,9 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// The default size of a body chunk: one row of the `bodies` table, one read of a stream.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
+/// The default [`PgConfig::read_ahead`]: 64 MiB, the next bodies of about 128 sessions
+/// downloading at once.
+pub const DEFAULT_READ_AHEAD: usize = 64 * 1024 * 1024;
 
 /// How the store reaches PostgreSQL and where it keeps message bodies.
 ///
@@ -70,6 +73,14 @@ pub struct PgConfig {
     /// another size reads the same, and a session still holds about 512 KiB of it at most.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
+    /// Octets of bodies read ahead for all the sessions of this store together (default
+    /// [`DEFAULT_READ_AHEAD`]; `0` turns read-ahead off). A client retrieving its messages
+    /// in order gets the next whole bodies, up to 512 KiB, in the query of the one it asked
+    /// for, out of this allowance; a session that stops there keeps its share until it reads
+    /// on or ends, so the allowance, not the number of sessions, bounds that memory. When it
+    /// is spent, sessions read one message per query, as without read-ahead.
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead: usize,
 }
 
 fn default_pool_size() -> usize {
@@ -84,6 +95,10 @@ fn default_chunk_size() -> usize {
     DEFAULT_CHUNK_SIZE
 }
 
+fn default_read_ahead() -> usize {
+    DEFAULT_READ_AHEAD
+}
+
 impl PgConfig {
     /// A configuration with every default and this database URL.
     pub fn new(url: impl Into<String>) -> PgConfig {
@@ -93,6 +108,7 @@ impl PgConfig {
             bodies: Bodies::Postgres,
             lease: DEFAULT_LEASE,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            read_ahead: DEFAULT_READ_AHEAD,
         }
     }
 
@@ -117,6 +133,12 @@ impl PgConfig {
     /// Sets the body chunk size.
     pub fn with_chunk_size(mut self, chunk_size: usize) -> PgConfig {
         self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Sets the read-ahead allowance of all sessions together, in octets (`0`: none).
+    pub fn with_read_ahead(mut self, octets: usize) -> PgConfig {
+        self.read_ahead = octets;
         self
     }
 
@@ -159,6 +181,7 @@ impl fmt::Debug for PgConfig {
             .field("bodies", &self.bodies)
             .field("lease", &self.lease)
             .field("chunk_size", &self.chunk_size)
+            .field("read_ahead", &self.read_ahead)
             .finish()
     }
 }

@@ -21,9 +21,10 @@
 //! - **Read-ahead**: a client retrieving its messages in order (`RETR 1`, `RETR 2`, ...) gets
 //!   the whole bodies of the next messages in the same query as the one it asked for, up to
 //!   512 KiB in all, so a bulk download costs one query per 512 KiB rather than one per
-//!   message (a query costs the database more than 40 kB of body does). A session holds at
-//!   most those 512 KiB; a body read ahead is served even if another session removes the
-//!   message meanwhile, as the snapshot promised.
+//!   message (a query costs the database as much as about 40 kB of body does). What is read
+//!   ahead comes out of one allowance for all sessions ([`PgConfig::read_ahead`], 64 MiB), so
+//!   sessions that stop reading cannot hold more than that together; a body read ahead is
+//!   served even if another session removes the message meanwhile, as the snapshot promised.
 //! - **Unique ids** are assigned once, at delivery, as `ID:RANDOM` (the message's `bigserial`
 //!   id, never reused, and 8 random hex digits). A Maildir unique name never contains `:`
 //!   (that starts its flags), so mail imported from a Maildir with
@@ -126,7 +127,9 @@ use pop3_server_core::passwd::PasswdEntry;
 use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::NoTls;
 
-pub use config::{Bodies, DEFAULT_CHUNK_SIZE, DEFAULT_LEASE, DEFAULT_POOL_SIZE, PgConfig};
+pub use config::{
+    Bodies, DEFAULT_CHUNK_SIZE, DEFAULT_LEASE, DEFAULT_POOL_SIZE, DEFAULT_READ_AHEAD, PgConfig,
+};
 pub use maint::{GcReport, ImportReport};
 pub use store::{PgDrop, PgReader};
 
@@ -267,6 +270,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) handle: Handle,
     pub(crate) chunk_size: usize,
+    /// Octets of read-ahead still free for all sessions ([`PgConfig::read_ahead`]).
+    pub(crate) read_ahead: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) lease: Duration,
     pub(crate) blobs: Option<Blobs>,
     /// This store's name in `leases.holder`.
@@ -364,6 +369,7 @@ impl PgStore {
             pool,
             handle: handle.clone(),
             chunk_size: config.chunk_size,
+            read_ahead: Arc::new(std::sync::atomic::AtomicUsize::new(config.read_ahead)),
             lease: config.lease,
             blobs,
             frontend: frontend_name(),

@@ -1,6 +1,7 @@
 //! The store as a [`MailStore`]: snapshots, leases, streaming readers, commits.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -211,31 +212,73 @@ pub struct PgDrop {
 /// Whole bodies of the messages after the one last retrieved, read in the same query as it
 /// (see [`PgDrop::open_message`](backend::Maildrop::open_message)): a client that retrieves
 /// its messages in order then costs one query per [`BATCH_OCTETS`] of mail instead of one
-/// per message.
-#[derive(Default)]
+/// per message. The octets come out of the store's allowance ([`PgConfig::read_ahead`]) and
+/// go back to it when the bodies are taken or dropped.
+///
+/// [`PgConfig::read_ahead`]: crate::PgConfig::read_ahead
 struct ReadAhead {
     /// The index of the last message opened by `RETR`.
     last_retr: Option<usize>,
-    /// Bodies read ahead, by message index, ascending; their octets add up to at most
-    /// [`BATCH_OCTETS`].
-    bodies: std::collections::VecDeque<(usize, Vec<Chunk>)>,
+    /// Bodies read ahead, by message index, ascending, with their octets; these add up to
+    /// at most [`BATCH_OCTETS`].
+    bodies: std::collections::VecDeque<(usize, Vec<Chunk>, usize)>,
+    /// What is left of the store's allowance, shared by its sessions.
+    allowance: Arc<AtomicUsize>,
 }
 
 impl ReadAhead {
+    fn new(allowance: Arc<AtomicUsize>) -> ReadAhead {
+        ReadAhead {
+            last_retr: None,
+            bodies: Default::default(),
+            allowance,
+        }
+    }
+
+    /// Takes up to `want` octets of the allowance; what it got.
+    fn reserve(&self, want: usize) -> usize {
+        let left = self
+            .allowance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                Some(left - left.min(want))
+            })
+            .unwrap_or_else(|left| left);
+        left.min(want)
+    }
+
+    /// Gives `octets` back to the allowance.
+    fn release(&self, octets: usize) {
+        if octets > 0 {
+            self.allowance.fetch_add(octets, Ordering::AcqRel);
+        }
+    }
+
     /// The body of message `index` if it was read ahead. What comes before it is dropped;
     /// a miss drops everything (the client is not reading in order).
     fn take(&mut self, index: usize) -> Option<Vec<Chunk>> {
-        while let Some(&(next, _)) = self.bodies.front() {
-            if next < index {
-                self.bodies.pop_front();
-            } else if next == index {
-                return self.bodies.pop_front().map(|(_, chunks)| chunks);
-            } else {
+        while let Some(&(next, _, octets)) = self.bodies.front() {
+            if next > index {
                 break;
             }
+            let (_, chunks, _) = self.bodies.pop_front()?;
+            self.release(octets);
+            if next == index {
+                return Some(chunks);
+            }
         }
-        self.bodies.clear();
+        self.clear();
         None
+    }
+
+    fn clear(&mut self) {
+        let held = self.bodies.drain(..).map(|(_, _, octets)| octets).sum();
+        self.release(held);
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -251,13 +294,14 @@ impl std::fmt::Debug for PgDrop {
 
 impl PgDrop {
     fn new(store: PgStore, user: &str, snap: Snapshot, lease: Option<LeaseGuard>) -> PgDrop {
+        let ahead = ReadAhead::new(Arc::clone(&store.shared().read_ahead));
         PgDrop {
             store,
             user: user.to_owned(),
             ids: snap.ids,
             messages: snap.messages,
             lease,
-            ahead: ReadAhead::default(),
+            ahead,
         }
     }
 
@@ -387,8 +431,15 @@ impl backend::Maildrop for PgDrop {
             // Bodies in PostgreSQL: the message's first chunks, and for a client reading in
             // order the whole bodies of the next messages that fit in the same batch.
             let mut wanted = vec![id];
-            if sequential {
-                let mut room = BATCH_OCTETS as u64 - size.min(BATCH_OCTETS as u64);
+            let granted = if sequential {
+                self.ahead.reserve(
+                    BATCH_OCTETS - BATCH_OCTETS.min(usize::try_from(size).unwrap_or(usize::MAX)),
+                )
+            } else {
+                0
+            };
+            if granted > 0 {
+                let mut room = granted as u64;
                 for (next_id, next) in self.ids.iter().zip(&self.messages).skip(index + 1) {
                     if next.size > room || wanted.len() > MAX_AHEAD {
                         break;
@@ -398,7 +449,7 @@ impl backend::Maildrop for PgDrop {
                 }
             }
             let followers = wanted.len() - 1;
-            let mut bodies = self
+            let queried = self
                 .store
                 .spawn(move |shared| async move {
                     let client = shared.client().await?;
@@ -436,10 +487,17 @@ impl backend::Maildrop for PgDrop {
                         .map(|(message_id, chunks)| (message_id, contiguous(chunks)))
                         .collect::<Vec<_>>())
                 })
-                .await?
-                .into_iter()
-                .peekable();
-            if let Some((_, first)) = bodies.next_if(|(message_id, _)| *message_id == id) {
+                .await;
+            let mut bodies = match queried {
+                Ok(bodies) => bodies.into_iter().peekable(),
+                Err(e) => {
+                    self.ahead.release(granted);
+                    return Err(e);
+                }
+            };
+            let first = bodies.next_if(|(message_id, _)| *message_id == id);
+            let mut kept = 0;
+            if let Some((_, first)) = first {
                 // A follower is kept only if it came whole (rows of a message are written
                 // and removed in one transaction, so it did unless it was removed since the
                 // snapshot: then its own RETR reports it). An empty one has no rows.
@@ -454,13 +512,16 @@ impl backend::Maildrop for PgDrop {
                         .map(|(_, chunks)| chunks)
                         .unwrap_or_default();
                     let octets: usize = chunks.iter().map(|c| c.data().len()).sum();
-                    if octets as u64 != info.size {
+                    if octets as u64 != info.size || kept + octets > granted {
                         break;
                     }
-                    self.ahead.bodies.push_back((next, chunks));
+                    kept += octets;
+                    self.ahead.bodies.push_back((next, chunks, octets));
                 }
+                self.ahead.release(granted - kept);
                 return Ok(self.reader(id, size, top, first));
             }
+            self.ahead.release(granted);
             // No chunks: an empty body, a message removed since the snapshot, or one whose
             // body is in an object store; the query below tells which.
         }

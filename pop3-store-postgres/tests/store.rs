@@ -301,6 +301,66 @@ fn reading_in_order_reads_the_next_bodies_ahead_within_one_batch() {
 }
 
 #[test]
+fn read_ahead_comes_out_of_one_allowance_for_all_sessions() {
+    let Some((_, url)) = store() else { return };
+    let store = PgStore::new(
+        PgConfig::new(&url)
+            .with_chunk_size(1024)
+            .with_read_ahead(100_000),
+    )
+    .expect("store");
+    add_user(&store, "alice", "{PLAIN}pw");
+    let samples: Vec<Vec<u8>> = (0..5).map(|n| sized_message(n, 30_000)).collect();
+    let deliver_all = || {
+        for sample in &samples {
+            block_on(store.deliver("alice", sample)).unwrap();
+        }
+    };
+    let remove_all = || {
+        let other = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
+        block_on(other.commit((0..samples.len()).collect())).unwrap();
+    };
+    deliver_all();
+    // A takes three of the next bodies (about 93 kB of the 100 kB); B, after it, none.
+    let mut a = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
+    let mut b = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
+    assert_eq!(retr(&mut a, 0, None, 4096), reference(&samples[0], None));
+    assert_eq!(retr(&mut b, 0, None, 4096), reference(&samples[0], None));
+    remove_all();
+    for (i, sample) in samples.iter().enumerate().take(4).skip(1) {
+        assert_eq!(
+            retr(&mut a, i, None, 4096),
+            reference(sample, None),
+            "A, message {i}"
+        );
+    }
+    assert!(block_on(a.open_message(4, None)).is_err());
+    assert!(block_on(b.open_message(1, None)).is_err());
+    drop((a, b));
+
+    // Taken or dropped, the octets went back: the next session reads ahead again.
+    deliver_all();
+    let mut c = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
+    assert_eq!(retr(&mut c, 0, None, 4096), reference(&samples[0], None));
+    remove_all();
+    for (i, sample) in samples.iter().enumerate().take(4).skip(1) {
+        assert_eq!(
+            retr(&mut c, i, None, 4096),
+            reference(sample, None),
+            "C, message {i}"
+        );
+    }
+
+    // No allowance, no read-ahead.
+    let none = PgStore::new(PgConfig::new(&url).with_read_ahead(0)).expect("store");
+    deliver_all();
+    let mut d = block_on(none.open("alice", MaildropLock::Snapshot)).unwrap();
+    assert_eq!(retr(&mut d, 0, None, 4096), reference(&samples[0], None));
+    remove_all();
+    assert!(block_on(d.open_message(1, None)).is_err());
+}
+
+#[test]
 fn mail_stored_under_another_chunk_size_reads_byte_exact() {
     let Some((small, url)) = store() else { return };
     let large = PgStore::new(PgConfig::new(&url).with_chunk_size(65_536)).expect("store");
