@@ -218,6 +218,17 @@ fn retr_streams_byte_exact_crlf_and_top_cuts_after_n_lines() {
     }
 }
 
+/// RETR of messages `range` of `drop` gives `samples` byte-exact (read 4 KiB at a time).
+fn assert_retr(drop: &mut impl Maildrop, samples: &[Vec<u8>], range: std::ops::Range<usize>) {
+    for i in range {
+        assert_eq!(
+            retr(drop, i, None, 4096),
+            reference(&samples[i], None),
+            "message {i}"
+        );
+    }
+}
+
 /// A message of about `size` octets whose lines name it.
 fn sized_message(n: usize, size: usize) -> Vec<u8> {
     let mut m = format!("Subject: message {n}\n\n").into_bytes();
@@ -264,19 +275,10 @@ fn reading_in_order_reads_the_next_bodies_ahead_within_one_batch() {
     // session has removed it: messages 2..4 came with 1 (each whole, within 512 KiB); the
     // fifth is too big to come along, so it is read when asked, and is gone by then.
     let mut reader = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
-    assert_eq!(
-        retr(&mut reader, 0, None, 4096),
-        reference(&samples[0], None)
-    );
+    assert_retr(&mut reader, &samples, 0..1);
     let other = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
     block_on(other.commit(all.clone())).unwrap();
-    for (i, sample) in samples.iter().enumerate().take(4).skip(1) {
-        assert_eq!(
-            retr(&mut reader, i, None, 4096),
-            reference(sample, None),
-            "message {i}"
-        );
-    }
+    assert_retr(&mut reader, &samples, 1..4);
     assert!(block_on(reader.open_message(4, None)).is_err());
     assert!(block_on(reader.open_message(5, None)).is_err());
 
@@ -324,16 +326,10 @@ fn read_ahead_comes_out_of_one_allowance_for_all_sessions() {
     // A takes three of the next bodies (about 93 kB of the 100 kB); B, after it, none.
     let mut a = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
     let mut b = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
-    assert_eq!(retr(&mut a, 0, None, 4096), reference(&samples[0], None));
-    assert_eq!(retr(&mut b, 0, None, 4096), reference(&samples[0], None));
+    assert_retr(&mut a, &samples, 0..1);
+    assert_retr(&mut b, &samples, 0..1);
     remove_all();
-    for (i, sample) in samples.iter().enumerate().take(4).skip(1) {
-        assert_eq!(
-            retr(&mut a, i, None, 4096),
-            reference(sample, None),
-            "A, message {i}"
-        );
-    }
+    assert_retr(&mut a, &samples, 1..4);
     assert!(block_on(a.open_message(4, None)).is_err());
     assert!(block_on(b.open_message(1, None)).is_err());
     drop((a, b));
@@ -341,21 +337,15 @@ fn read_ahead_comes_out_of_one_allowance_for_all_sessions() {
     // Taken or dropped, the octets went back: the next session reads ahead again.
     deliver_all();
     let mut c = block_on(store.open("alice", MaildropLock::Snapshot)).unwrap();
-    assert_eq!(retr(&mut c, 0, None, 4096), reference(&samples[0], None));
+    assert_retr(&mut c, &samples, 0..1);
     remove_all();
-    for (i, sample) in samples.iter().enumerate().take(4).skip(1) {
-        assert_eq!(
-            retr(&mut c, i, None, 4096),
-            reference(sample, None),
-            "C, message {i}"
-        );
-    }
+    assert_retr(&mut c, &samples, 1..4);
 
     // No allowance, no read-ahead.
     let none = PgStore::new(PgConfig::new(&url).with_read_ahead(0)).expect("store");
     deliver_all();
     let mut d = block_on(none.open("alice", MaildropLock::Snapshot)).unwrap();
-    assert_eq!(retr(&mut d, 0, None, 4096), reference(&samples[0], None));
+    assert_retr(&mut d, &samples, 0..1);
     remove_all();
     assert!(block_on(d.open_message(1, None)).is_err());
 }
