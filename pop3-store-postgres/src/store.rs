@@ -335,6 +335,46 @@ impl PgDrop {
             ended: false,
         }
     }
+
+    /// The first batch of each of these messages, by message id, in order (one query).
+    async fn query_bodies(&self, wanted: Vec<i64>) -> Result<Vec<(i64, Vec<Chunk>)>, StoreError> {
+        self.store
+            .spawn(move |shared| async move {
+                let client = shared.client().await?;
+                let statement = client
+                    .prepare_cached(
+                        "SELECT message_id, seq, data FROM bodies \
+                         WHERE message_id = ANY($1) AND seq < $2 \
+                         AND (seq = 0 OR (seq + 1)::bigint * octet_length(data) <= $3)",
+                    )
+                    .await
+                    .map_err(temporary)?;
+                let mut rows = client
+                    .query(&statement, &[&wanted, &batch(shared.chunk_size), &BATCH])
+                    .await
+                    .map_err(temporary)?
+                    .into_iter()
+                    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row)))
+                    .collect::<Result<Vec<(i64, i32, _)>, tokio_postgres::Error>>()
+                    .map_err(temporary)?;
+                // Ordered here: an ORDER BY can make the server copy every row through a
+                // sort when its planner prefers a bitmap scan.
+                rows.sort_unstable_by_key(|&(message_id, seq, _)| (message_id, seq));
+                let mut bodies: Vec<(i64, Vec<Row>)> = Vec::new();
+                for (message_id, seq, row) in rows {
+                    let data = Chunk::row(row, 2)?;
+                    match bodies.last_mut() {
+                        Some((last, chunks)) if *last == message_id => chunks.push((seq, data)),
+                        _ => bodies.push((message_id, vec![(seq, data)])),
+                    }
+                }
+                Ok(bodies
+                    .into_iter()
+                    .map(|(message_id, chunks)| (message_id, contiguous(chunks)))
+                    .collect())
+            })
+            .await
+    }
 }
 
 /// The first chunk of a message and where the rest comes from.
@@ -449,46 +489,7 @@ impl backend::Maildrop for PgDrop {
                 }
             }
             let followers = wanted.len() - 1;
-            let queried = self
-                .store
-                .spawn(move |shared| async move {
-                    let client = shared.client().await?;
-                    let statement = client
-                        .prepare_cached(
-                            "SELECT message_id, seq, data FROM bodies \
-                             WHERE message_id = ANY($1) AND seq < $2 \
-                             AND (seq = 0 OR (seq + 1)::bigint * octet_length(data) <= $3)",
-                        )
-                        .await
-                        .map_err(temporary)?;
-                    let mut rows = client
-                        .query(&statement, &[&wanted, &batch(shared.chunk_size), &BATCH])
-                        .await
-                        .map_err(temporary)?
-                        .into_iter()
-                        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row)))
-                        .collect::<Result<Vec<(i64, i32, _)>, tokio_postgres::Error>>()
-                        .map_err(temporary)?;
-                    // Ordered here: an ORDER BY can make the server copy every row through
-                    // a sort when its planner prefers a bitmap scan.
-                    rows.sort_unstable_by_key(|&(message_id, seq, _)| (message_id, seq));
-                    let mut bodies: Vec<(i64, Vec<Row>)> = Vec::new();
-                    for (message_id, seq, row) in rows {
-                        let data = Chunk::row(row, 2)?;
-                        match bodies.last_mut() {
-                            Some((last, chunks)) if *last == message_id => {
-                                chunks.push((seq, data));
-                            }
-                            _ => bodies.push((message_id, vec![(seq, data)])),
-                        }
-                    }
-                    Ok(bodies
-                        .into_iter()
-                        .map(|(message_id, chunks)| (message_id, contiguous(chunks)))
-                        .collect::<Vec<_>>())
-                })
-                .await;
-            let mut bodies = match queried {
+            let mut bodies = match self.query_bodies(wanted).await {
                 Ok(bodies) => bodies.into_iter().peekable(),
                 Err(e) => {
                     self.ahead.release(granted);
