@@ -3,9 +3,9 @@
 
 #![cfg(feature = "s3")]
 
+mod reading;
 mod support;
 
-use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -14,11 +14,11 @@ use futures_util::TryStreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutOptions, PutPayload};
-use pop3_server_core::backend::{MailStore, Maildrop, MaildropLock, MessageReader, StoreError};
+use pop3_server_core::backend::{MailStore, Maildrop, MaildropLock, StoreError};
 use pop3_server_core::block_on;
 use pop3_server_core::deliver::{Deliver, DeliverError};
-use pop3_server_core::maildir::CrlfReader;
 use pop3_store_postgres::{Bodies, PgConfig, PgStore};
+use reading::{reference, retr};
 use support::MotoServer;
 
 struct Fixture {
@@ -105,30 +105,6 @@ fn fixture() -> Option<Fixture> {
     })
 }
 
-fn crlf(message: &[u8], top: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let inner = BufReader::new(message);
-    match top {
-        None => CrlfReader::new(inner).read_to_end(&mut out),
-        Some(n) => CrlfReader::top(inner, n).read_to_end(&mut out),
-    }
-    .unwrap();
-    out
-}
-
-fn retr(drop: &mut impl Maildrop, index: usize, top: Option<u64>) -> Vec<u8> {
-    let mut reader = block_on(drop.open_message(index, top)).expect("open message");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 777];
-    loop {
-        let n = block_on(reader.read(&mut buf)).expect("read");
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// Waits up to two seconds for `cond`.
 fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -160,23 +136,26 @@ fn bodies_in_s3_stream_and_go_with_their_rows() {
     let small = b"Subject: small\n\nhello\n".to_vec();
     let stored_big = block_on(f.store.deliver("alice", &big)).unwrap();
     let stored_small = block_on(f.store.deliver("alice", &small)).unwrap();
-    assert_eq!(stored_big.size, crlf(&big, None).len() as u64);
+    assert_eq!(stored_big.size, reference(&big, None).len() as u64);
     assert_eq!(f.bucket.keys().len(), 2);
 
     let mut drop = block_on(f.store.open("alice", MaildropLock::Snapshot)).unwrap();
     assert_eq!(drop.messages()[0].uid, stored_big.uid);
     assert_eq!(drop.messages()[1].uid, stored_small.uid);
-    assert_eq!(retr(&mut drop, 0, None), crlf(&big, None));
-    assert_eq!(retr(&mut drop, 1, None), crlf(&small, None));
+    assert_eq!(retr(&mut drop, 0, None, 777), reference(&big, None));
+    assert_eq!(retr(&mut drop, 1, None, 777), reference(&small, None));
     for lines in [0, 1, 150, 100_000] {
-        assert_eq!(retr(&mut drop, 0, Some(lines)), crlf(&big, Some(lines)));
+        assert_eq!(
+            retr(&mut drop, 0, Some(lines), 777),
+            reference(&big, Some(lines))
+        );
     }
     // QUIT removes the row, and the object soon after.
     block_on(drop.commit(vec![0])).unwrap();
     assert!(eventually(|| f.bucket.keys().len() == 1));
     let mut drop = block_on(f.store.open("alice", MaildropLock::Snapshot)).unwrap();
     assert_eq!(drop.messages().len(), 1);
-    assert_eq!(retr(&mut drop, 0, None), crlf(&small, None));
+    assert_eq!(retr(&mut drop, 0, None, 777), reference(&small, None));
 }
 
 #[test]
@@ -261,7 +240,7 @@ fn gc_removes_old_orphans_only() {
     assert_eq!((report.blobs_seen, report.blobs_removed), (3, 2));
     assert_eq!(f.bucket.keys().len(), 1);
     let mut drop = block_on(f.store.open("alice", MaildropLock::Snapshot)).unwrap();
-    assert_eq!(retr(&mut drop, 0, None), crlf(kept, None));
+    assert_eq!(retr(&mut drop, 0, None, 777), reference(kept, None));
     let report = block_on(f.store.gc(Duration::ZERO)).unwrap();
     assert_eq!(report.blobs_removed, 0);
     // Nothing outside `bodies/` is touched.
@@ -307,5 +286,5 @@ fn import_into_s3_keeps_uidls_and_is_idempotent() {
     let mut drop = block_on(f.store.open("alice", MaildropLock::Snapshot)).unwrap();
     let uids: Vec<String> = drop.messages().iter().map(|m| m.uid.to_string()).collect();
     assert_eq!(uids, names);
-    assert_eq!(retr(&mut drop, 1, None), b"Subject: b\r\n\r\ntwo\r\n");
+    assert_eq!(retr(&mut drop, 1, None, 777), b"Subject: b\r\n\r\ntwo\r\n");
 }

@@ -2,9 +2,10 @@
 //! each test gets its own database). Driven with `pop3_server_core::block_on`, outside any
 //! tokio runtime, as the blocking server drives it, unless a test says otherwise.
 
+mod reading;
 mod support;
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +17,11 @@ use pop3_server_core::backend::{
 };
 use pop3_server_core::block_on;
 use pop3_server_core::deliver::{Deliver, DeliverError};
-use pop3_server_core::maildir::{CrlfReader, MaildirStore};
+use pop3_server_core::maildir::MaildirStore;
 use pop3_server_core::passwd::PasswdFile;
 use pop3_server_core::session::{Backend, Connection, Policy, Session, Step};
 use pop3_store_postgres::{PgConfig, PgError, PgStore};
+use reading::{reference, retr};
 
 const LEASE: Duration = Duration::from_secs(2);
 
@@ -48,35 +50,6 @@ fn uids(drop: &impl Maildrop) -> Vec<String> {
         .iter()
         .map(|m| String::from_utf8_lossy(m.uid.as_bytes()).into_owned())
         .collect()
-}
-
-fn read_all(reader: &mut impl MessageReader, step: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; step];
-    loop {
-        let n = block_on(reader.read(&mut buf)).expect("read");
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-}
-
-fn retr(drop: &mut impl Maildrop, index: usize, top: Option<u64>, step: usize) -> Vec<u8> {
-    let mut reader = block_on(drop.open_message(index, top)).expect("open message");
-    read_all(&mut reader, step)
-}
-
-/// What the Maildir store's reader makes of `message` (the reference for CRLF and TOP).
-fn reference(message: &[u8], top: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let inner = BufReader::new(message);
-    match top {
-        None => CrlfReader::new(inner).read_to_end(&mut out),
-        Some(n) => CrlfReader::top(inner, n).read_to_end(&mut out),
-    }
-    .unwrap();
-    out
 }
 
 fn message(n: usize) -> Vec<u8> {
