@@ -41,21 +41,7 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 wait_port() { for _ in $(seq 200); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return; sleep 0.1; done; echo "nothing on $1" >&2; exit 1; }
 
 # The mail: USERS maildirs of PER_USER mixed-size messages, as bench/compare.sh makes them.
-python3 - "$work/mail" "$users" "$per_user" <<'PY'
-import os, random, sys
-root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(1)
-for u in range(users):
-    d = os.path.join(root, f"user{u}")
-    for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    for i in range(per):
-        size = rnd.choice([2_000, 8_000, 30_000, 120_000])
-        line = "The quick brown fox jumps over the lazy dog, line of mail.\n"
-        body = line * (size // len(line))
-        with open(os.path.join(d, "new", f"{1700000000+i}.M{i}P{u}.bench"), "w") as f:
-            f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
-PY
+python3 bench/make-mail.py "$work/mail" "$users" "$per_user"
 : > "$work/users"
 for u in $(seq 0 $((users - 1))); do echo "user$u:{PLAIN}pw::::::" >> "$work/users"; done
 cp -a "$work/mail" "$work/mail-dovecot"

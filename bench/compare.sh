@@ -38,21 +38,7 @@ extra_pids=
 trap 'kill $ours $dove $extra_pids 2>/dev/null || true; wait 2>/dev/null || true; [ "${KEEP:-0}" = 1 ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 # The same mail for both: USERS maildirs of PER_USER mixed-size messages (LF line ends).
-python3 - "$work/mail" "$users" "$per_user" <<'PY'
-import os, random, sys
-root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(1)
-for u in range(users):
-    d = os.path.join(root, f"user{u}")
-    for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    for i in range(per):
-        size = rnd.choice([2_000, 8_000, 30_000, 120_000])
-        line = "The quick brown fox jumps over the lazy dog, line of mail.\n"
-        body = line * (size // len(line))
-        with open(os.path.join(d, "new", f"{1700000000+i}.M{i}P{u}.bench"), "w") as f:
-            f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
-PY
+python3 bench/make-mail.py "$work/mail" "$users" "$per_user"
 cp -a "$work/mail" "$work/mail-dovecot"
 : > "$work/users"
 all_users=$(( idle > users ? idle : users ))

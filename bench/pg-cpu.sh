@@ -23,21 +23,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-python3 - "$work/mail" 20 100 <<'PY'
-import os, random, sys
-root, users, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(1)
-for u in range(users):
-    d = os.path.join(root, f"user{u}")
-    for sub in ("cur", "new", "tmp"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    for i in range(per):
-        size = rnd.choice([2_000, 8_000, 30_000, 120_000])
-        line = "The quick brown fox jumps over the lazy dog, line of mail.\n"
-        body = line * (size // len(line))
-        with open(os.path.join(d, "new", f"{1700000000+i}.M{i}P{u}.bench"), "w") as f:
-            f.write(f"From: bench@example.com\nSubject: message {i}\n\n{body}")
-PY
+python3 bench/make-mail.py "$work/mail" 20 100
 : > $work/users; for u in $(seq 0 19); do echo "user$u:{PLAIN}pw" >> $work/users; done
 mkdir $work/pg; chown postgres $work/pg
 runuser -u postgres -- $pgb/initdb -D $work/pg -U postgres -A trust >/dev/null
