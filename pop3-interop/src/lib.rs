@@ -65,6 +65,25 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A hand-written server for one connection on 127.0.0.1: `serve` runs on a thread of its
+/// own with the accepted socket, split into a line reader and a writer whose reads and writes
+/// give up after `io_limit`. For rogue and broken servers no real one would be.
+pub fn one_connection<T: Send + 'static>(
+    io_limit: Duration,
+    serve: impl FnOnce(std::io::BufReader<TcpStream>, TcpStream) -> T + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(io_limit)).expect("timeout");
+        stream.set_write_timeout(Some(io_limit)).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        serve(std::io::BufReader::new(stream), writer)
+    });
+    (addr, server)
+}
+
 /// Runs `f` on its own thread and panics if it takes longer than `limit`: a hung client or
 /// server fails the test instead of hanging it (the stuck thread is left behind).
 pub fn bounded<T: Send + 'static>(

@@ -24,12 +24,12 @@
 //! A control run with the honest server-final logs in and gets `STAT` through, so the rogue
 //! server is a faithful SCRAM server up to its cheat.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pop3_interop::{AsyncStd, ClientKind, bounded};
+use pop3_interop::{AsyncStd, ClientKind, bounded, one_connection};
 use pop3_proto::client::ClientError;
 use pop3_proto::decode::{parse_command, parse_sasl_response};
 use pop3_proto::sasl::{
@@ -78,14 +78,7 @@ fn challenge(data: &[u8]) -> Vec<u8> {
 
 /// The SCRAM server side of one connection, with `cheat`.
 fn rogue(cheat: Cheat) -> (SocketAddr, JoinHandle<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        stream.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
-        stream.set_write_timeout(Some(IO_LIMIT)).expect("timeout");
-        let mut w = stream.try_clone().expect("clone");
-        let mut r = BufReader::new(stream);
+    one_connection(IO_LIMIT, move |mut r, mut w| {
         let mut line = || {
             let mut l = String::new();
             match r.read_line(&mut l) {
@@ -172,8 +165,7 @@ fn rogue(cheat: Cheat) -> (SocketAddr, JoinHandle<Seen>) {
             w.write_all(reply).expect("reply");
         }
         seen
-    });
-    (addr, server)
+    })
 }
 
 /// The results of `auth`, then `STAT`, then `QUIT` on one adapter.

@@ -9,12 +9,12 @@
 //! - a plain-text server where implicit TLS was expected: `step: TlsStep::Implicit`, and the
 //!   greeting it sent instead of TLS.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, Read, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pop3_interop::{AsyncStd, ClientKind, Tls, bounded};
+use pop3_interop::{AsyncStd, ClientKind, Tls, bounded, one_connection};
 use pop3_tokio::client::{ClientOptions, Error, TlsMode};
 use pop3_tokio::pop3_driver::client::TlsStep;
 
@@ -86,14 +86,7 @@ fn drain(r: &mut impl Read) {
 
 /// A server that offers and accepts `STLS`, then fails its TLS as `failure` says.
 fn stls_rogue(failure: Failure) -> (SocketAddr, JoinHandle<Vec<String>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        stream.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
-        stream.set_write_timeout(Some(IO_LIMIT)).expect("timeout");
-        let mut w = stream.try_clone().expect("clone");
-        let mut r = BufReader::new(stream);
+    one_connection(IO_LIMIT, move |mut r, mut w| {
         let mut commands = Vec::new();
         w.write_all(b"+OK rogue POP3 ready\r\n").expect("greeting");
         loop {
@@ -132,8 +125,7 @@ fn stls_rogue(failure: Failure) -> (SocketAddr, JoinHandle<Vec<String>>) {
         let _ = w.shutdown(Shutdown::Write);
         drain(&mut r);
         commands
-    });
-    (addr, server)
+    })
 }
 
 #[test]
@@ -176,15 +168,9 @@ fn implicit_tls_to_a_plain_text_server_shows_what_it_sent() {
         let client_tls = tls.client.clone();
         let label = format!("{kind:?}");
         let error = bounded(&label.clone(), SCENARIO_LIMIT, move || {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("address");
-            let server = std::thread::spawn(move || {
-                let (mut stream, _): (TcpStream, _) = listener.accept().expect("accept");
-                stream.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
-                stream
-                    .write_all(b"+OK plain POP3 ready\r\n")
-                    .expect("greeting");
-                drain(&mut stream);
+            let (addr, server) = one_connection(IO_LIMIT, |mut r, mut w| {
+                w.write_all(b"+OK plain POP3 ready\r\n").expect("greeting");
+                drain(&mut r);
             });
             let r = connect(kind, addr, TlsMode::Implicit(client_tls));
             server.join().expect("the plain server");
