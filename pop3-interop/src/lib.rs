@@ -255,12 +255,12 @@ pub fn write_maildir(root: &Path, user: &str, messages: &[Vec<u8>]) -> Vec<Strin
         .collect()
 }
 
-/// A private Dovecot (POP3 only) on loopback, killed on drop: plain text with STLS on
-/// [`Dovecot::port`], implicit TLS on [`Dovecot::tls_port`], user `alice` with password `pw`
-/// stored `{PLAIN}` (so CRAM-MD5, SCRAM-SHA-256 and APOP work), and a Maildir holding the
-/// given messages.
+/// A private Dovecot (POP3 only, or IMAP only: [`DovecotService`]) on loopback, killed on
+/// drop: plain text with STLS on [`Dovecot::port`], implicit TLS on [`Dovecot::tls_port`],
+/// user `alice` with password `pw` stored `{PLAIN}` (so CRAM-MD5, SCRAM-SHA-256 and APOP work
+/// over POP3), and a Maildir holding the given messages.
 ///
-/// Found out on Debian 12's Dovecot 2.3.19: `pop3-login` refuses to run as root and the mail
+/// Found out on Debian 12's Dovecot 2.3.19: `pop3-login` (and `imap-login`) refuses to run as root and the mail
 /// processes refuse uid 0 (`userdb returned 0 as uid`) whatever `first_valid_uid` says. So as
 /// root the login processes run as Debian's `dovenull`, the internal ones as `dovecot`, and the
 /// mail as uid/gid 65534 (the Maildir is chowned to it); as another user everything runs as
@@ -276,10 +276,39 @@ pub struct Dovecot {
     pub names: Vec<String>,
 }
 
+/// Which of its servers a test's [`Dovecot`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DovecotService {
+    /// POP3 (`pop3`/`pop3s` listeners), every mechanism a `{PLAIN}` password allows, and
+    /// `pop3_uidl_format = %f` (UIDLs are the Maildir unique names, as ours are).
+    Pop3,
+    /// IMAP (`imap`/`imaps` listeners), `LOGIN` and `AUTHENTICATE PLAIN`.
+    Imap,
+}
+
+impl DovecotService {
+    /// Its protocol name, the mechanisms it offers and its own settings.
+    fn settings(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            DovecotService::Pop3 => (
+                "pop3",
+                "plain login cram-md5 scram-sha-256 apop",
+                "pop3_uidl_format = %f\n",
+            ),
+            DovecotService::Imap => ("imap", "plain login", ""),
+        }
+    }
+}
+
 impl Dovecot {
-    /// Starts Dovecot with these messages (file contents) in alice's `new/`, and waits (bounded)
-    /// until both ports accept connections.
+    /// Starts Dovecot's POP3 server with these messages (file contents) in alice's `new/`,
+    /// and waits (bounded) until both ports accept connections.
     pub fn start(messages: &[Vec<u8>], tls: &Tls) -> Dovecot {
+        Dovecot::start_service(DovecotService::Pop3, messages, tls)
+    }
+
+    /// As [`Dovecot::start`], for `service`.
+    pub fn start_service(service: DovecotService, messages: &[Vec<u8>], tls: &Tls) -> Dovecot {
         let dovecot = find_program("dovecot").expect("dovecot is not installed");
         let dir = tempfile::Builder::new()
             .prefix("pop3-dovecot")
@@ -303,18 +332,19 @@ impl Dovecot {
         } = dovecot_users(&d.join("mail"));
         let (port, tls_port) = (free_port(), free_port());
         let p = d.display();
+        let (proto, mechanisms, own) = service.settings();
         let conf = format!(
             "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
              info_log_path = {p}/dovecot.log\n\
-             protocols = pop3\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
+             protocols = {proto}\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
              ssl = yes\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
-             auth_mechanisms = plain login cram-md5 scram-sha-256 apop\n\
+             auth_mechanisms = {mechanisms}\n\
              disable_plaintext_auth = no\n\
-             mail_location = maildir:{p}/mail/%u\npop3_uidl_format = %f\n\
+             mail_location = maildir:{p}/mail/%u\n{own}\
              passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={mail_uid} gid={mail_gid} home={p}/mail/%u\n}}\n\
-             service pop3-login {{\n  chroot =\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
-             inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
+             service {proto}-login {{\n  chroot =\n  inet_listener {proto} {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
+             inet_listener {proto}s {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n"
         );
         std::fs::write(d.join("dovecot.conf"), conf).expect("config");

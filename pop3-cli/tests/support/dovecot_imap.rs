@@ -9,31 +9,27 @@
 //! self-signed `localhost` certificate, user `alice` with password `pw`, Maildir under the
 //! directory. As root (Debian's Dovecot refuses to run logins as root and mail as uid 0) the
 //! login processes run as `dovenull`, the internal ones as `dovecot`, the mail as 65534; as
-//! another user everything runs as that user. (pop3-interop's POP3 Dovecot and
-//! `support/peers.rs`'s LMTP one are arranged the same way; each writes its own
-//! configuration, as they differ in everything else.)
+//! another user everything runs as that user: pop3-interop's [`Dovecot`] with
+//! [`DovecotService::Imap`], the same set-up as its POP3 one. (`support/peers.rs`'s LMTP
+//! Dovecot writes its own configuration: it has no login service, no TLS and delivers.)
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pop3_interop::{
-    DovecotUsers, Tls, dovecot_users, find_program, free_port, peer_available, set_mode,
-};
+use pop3_interop::{Dovecot, DovecotService, Tls, peer_available};
 
 /// The IMAP user and password.
 pub(crate) const IMAP_USER: &str = "alice";
 pub(crate) const IMAP_PASSWORD: &str = "pw";
 
-/// A private Dovecot serving IMAP only, killed on drop.
+/// A private Dovecot serving IMAP only, killed on drop (pop3-interop's [`Dovecot`] running
+/// [`DovecotService::Imap`]).
 pub(crate) struct Imapd {
-    child: Child,
-    dir: tempfile::TempDir,
+    dovecot: Dovecot,
     /// STARTTLS offered; plaintext LOGIN allowed too.
     pub(crate) port: u16,
     /// TLS from the first byte, certificate for `localhost`.
@@ -68,92 +64,24 @@ impl Imapd {
             );
             return None;
         }
-        let dovecot = find_program("dovecot").expect("dovecot");
         let tls = Tls::new();
-        let dir = tempfile::Builder::new()
-            .prefix("pop3-imapd")
-            .tempdir()
-            .expect("temp dir");
-        let d = dir.path();
-        set_mode(d, 0o755);
-        std::fs::create_dir_all(d.join("mail").join(IMAP_USER)).expect("mail dir");
-        std::fs::write(
-            d.join("passwd"),
-            format!("{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}::::::\n"),
-        )
-        .expect("passwd");
-        std::fs::write(d.join("cert.pem"), &tls.cert_pem).expect("cert");
-        std::fs::write(d.join("key.pem"), &tls.key_pem).expect("key");
-        set_mode(&d.join("key.pem"), 0o600);
-        for sub in ["run", "state"] {
-            std::fs::create_dir_all(d.join(sub)).expect("dirs");
-        }
-        let DovecotUsers {
-            settings: users,
-            uid,
-            gid,
-        } = dovecot_users(&d.join("mail"));
-        let (port, tls_port) = (free_port(), free_port());
-        let p = d.display();
-        let conf = format!(
-            "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
-             info_log_path = {p}/dovecot.log\n\
-             protocols = imap\nlisten = 127.0.0.1\n{users}first_valid_uid = 1\nfirst_valid_gid = 1\n\
-             ssl = yes\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n\
-             auth_mechanisms = plain login\ndisable_plaintext_auth = no\n\
-             mail_location = maildir:{p}/mail/%u\n\
-             passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={p}/mail/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
-             inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n"
-        );
-        std::fs::write(d.join("dovecot.conf"), conf).expect("config");
-        let child = Command::new(dovecot)
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(d.join("stderr")).expect("stderr file"))
-            .spawn()
-            .expect("dovecot starts");
-        let mut imapd = Imapd {
-            child,
-            dir,
-            port,
-            tls_port,
+        let dovecot = Dovecot::start_service(DovecotService::Imap, &[], &tls);
+        Some(Imapd {
+            port: dovecot.port,
+            tls_port: dovecot.tls_port,
+            dovecot,
             tls,
-        };
-        imapd.wait_for_ports();
-        Some(imapd)
-    }
-
-    fn wait_for_ports(&mut self) {
-        let start = Instant::now();
-        for port in [self.port, self.tls_port] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("dovecot exited ({status}):\n{}", self.log());
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "dovecot does not listen on {port} after 30 s:\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        })
     }
 
     /// Dovecot's log and standard error.
     pub(crate) fn log(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("dovecot.log"), read("stderr"))
+        self.dovecot.log()
     }
 
     /// alice's Maildir.
     pub(crate) fn maildir(&self) -> PathBuf {
-        self.dir.path().join("mail").join(IMAP_USER)
+        self.dovecot.maildir()
     }
 
     /// The server certificate (PEM), to trust.
@@ -172,13 +100,6 @@ impl Imapd {
             self.log()
         );
         c
-    }
-}
-
-impl Drop for Imapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
