@@ -15,17 +15,6 @@ use support::run;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -106,9 +95,9 @@ fn serve(messages: &[Vec<u8>], tls: bool) -> Server {
         tls_port,
         dir,
     };
-    wait_for_port(port);
+    support::wait_for_listener(port);
     if tls {
-        wait_for_port(tls_port);
+        support::wait_for_listener(tls_port);
     }
     server
 }
@@ -777,8 +766,8 @@ fn demo_starts_answers_and_its_printed_commands_work() {
         .unwrap();
     let out = Lines::new(child.stdout.take().unwrap());
     let printed = out.until(|l| l.contains("Ctrl-C"));
-    wait_for_port(p);
-    wait_for_port(t);
+    support::wait_for_listener(p);
+    support::wait_for_listener(t);
     assert!(cwd.path().join("pop3-demo/users").exists());
     assert!(cwd.path().join("pop3-demo/cert.pem").exists());
 
