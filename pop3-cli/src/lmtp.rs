@@ -119,11 +119,11 @@ fn delivery_refusal(e: &DeliverError) -> DeliveryRefusal {
 }
 
 /// The message as stored: a `Return-Path:` with the envelope sender, then the message.
-fn with_return_path(sender: &Path, body: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(body.len() + 64);
-    message.extend_from_slice(format!("Return-Path: {sender}\r\n").as_bytes());
-    message.extend_from_slice(body);
-    message
+/// Made in the body's own buffer: a message of up to the size limit is not held twice.
+fn with_return_path(sender: &Path, mut body: Vec<u8>) -> Vec<u8> {
+    let header = format!("Return-Path: {sender}\r\n");
+    body.splice(0..0, header.into_bytes());
+    body
 }
 
 async fn session<D: Deliver>(
@@ -163,8 +163,7 @@ async fn session<D: Deliver>(
                     body,
                     ..
                 } => {
-                    let message = with_return_path(&sender, &body);
-                    drop(body);
+                    let message = with_return_path(&sender, body);
                     let mut results = Vec::with_capacity(recipients.len());
                     for rcpt in &recipients {
                         let user = users.get(rcpt).cloned().unwrap_or_else(|| rcpt.to_string());
@@ -274,11 +273,11 @@ mod tests {
     fn the_return_path_carries_the_envelope_sender() {
         let sender = Path::Mailbox(Mailbox::parse("bob@example.org").unwrap());
         assert_eq!(
-            with_return_path(&sender, b"Subject: x\r\n\r\nhi\r\n"),
+            with_return_path(&sender, b"Subject: x\r\n\r\nhi\r\n".to_vec()),
             b"Return-Path: <bob@example.org>\r\nSubject: x\r\n\r\nhi\r\n"
         );
         assert_eq!(
-            with_return_path(&Path::Null, b"x\r\n"),
+            with_return_path(&Path::Null, b"x\r\n".to_vec()),
             b"Return-Path: <>\r\nx\r\n"
         );
     }
