@@ -41,6 +41,7 @@
 //! [imap-codec]: https://docs.rs/imap-codec
 
 mod date;
+mod header;
 mod identity;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@
 
 use chrono::FixedOffset;
 
-use super::DateTime;
+use super::{DateTime, header};
 
 /// The internal date of `message`: the date of its first (topmost, i.e. the last hop's, the
 /// one that delivered it) `Received:` header, after that header's last `;`; or else its
@@ -22,7 +22,7 @@ pub(crate) fn internal_date_of(message: &[u8]) -> Option<DateTime> {
     let mut seen_received = false;
     let mut received = None;
     let mut date = None;
-    for (name, value) in header_fields(message) {
+    for (name, value) in header::fields(message) {
         if !seen_received && name.eq_ignore_ascii_case(b"received") {
             // Only the first Received: is the delivering hop's; later ones are older hops.
             // The date-time follows its last `;` (RFC 5322 §3.6.7); without one, or with a
@@ -37,40 +37,6 @@ pub(crate) fn internal_date_of(message: &[u8]) -> Option<DateTime> {
         }
     }
     received.or(date)
-}
-
-/// The header fields of `message` as (name, unfolded value), in order.
-fn header_fields(message: &[u8]) -> Vec<(&[u8], Vec<u8>)> {
-    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::new();
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break; // the end of the header section
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some((_, value)) = fields.last_mut() {
-                value.push(b' ');
-                value.extend_from_slice(line);
-            }
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            fields.push((trim(&line[..colon]), line[colon + 1..].to_vec()));
-        }
-    }
-    fields
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 /// An RFC 5322 date-time (obsolete forms included) as an IMAP date-time. A few forms seen in

@@ -145,23 +145,7 @@ fn is_field(line: &[u8], name: &str) -> bool {
 
 /// The unfolded, trimmed value of the first field `name`.
 fn field(header: &[u8], name: &str) -> Option<String> {
-    let mut value: Option<Vec<u8>> = None;
-    for line in lines(header) {
-        if line.is_empty() {
-            break;
-        }
-        if let Some(v) = &mut value {
-            if line[0] == b' ' || line[0] == b'\t' {
-                v.extend_from_slice(line);
-                continue;
-            }
-            break;
-        }
-        if is_field(line, name) {
-            value = Some(line[name.len() + 1..].to_vec());
-        }
-    }
-    value.map(|v| String::from_utf8_lossy(&v).trim().to_string())
+    super::header::first(header, name).map(|v| String::from_utf8_lossy(&v).trim().to_string())
 }
 
 /// Whether the first field `name` fits on one line (no folding a server might undo).
